@@ -1,0 +1,1 @@
+"""The HTTP intake API: parse, authorise, call one service, serialise."""

@@ -1,0 +1,99 @@
+"""Dependencies: the request's unit of work, settings, the caller and their role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from orderflow.auth import service as auth
+from orderflow.db import Database
+from orderflow.errors import Forbidden, NotAuthenticated, OrderflowError
+from orderflow.models import User
+from orderflow.orders.service import Viewer
+from orderflow.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from orderflow.settings import Settings
+
+ACCESS_COOKIE = "orderflow_access"
+REFRESH_COOKIE = "orderflow_refresh"
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from POST /auth/login")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    """One unit of work per request, committed before the response is sent (scope
+    ``function``), rolled back on any error unless the error says its changes must stay."""
+    session = database.session()
+    try:
+        yield session
+        session.commit()
+    except OrderflowError as error:
+        if error.keeps_changes:
+            session.commit()
+        else:
+            session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def access_token_of(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    if cookie:
+        return cookie
+    raise NotAuthenticated("log in first: send Authorization: Bearer <token>")
+
+
+AccessToken = Annotated[str, Depends(access_token_of)]
+
+
+def current_user(session: SessionDep, settings: SettingsDep, token: AccessToken) -> User:
+    return auth.authenticate(session, settings, token)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if user.role != auth.ADMIN:
+        raise Forbidden("only admins may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def viewer_of(user: CurrentUser) -> Viewer:
+    return Viewer(user_id=user.id, is_admin=user.role == auth.ADMIN)
+
+
+ViewerDep = Annotated[Viewer, Depends(viewer_of)]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, at most 100")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+DEFAULT_PAGE_LIMIT = DEFAULT_LIMIT

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.problems import problem
+from api.schemas.common import problem_responses
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses=problem_responses(503))
+def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database and the broker both answer."""
+    checks = {"database": "ok", "broker": "ok"}
+    try:
+        with request.app.state.database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:
+        checks["database"] = f"unavailable: {type(error).__name__}"
+    try:
+        request.app.state.redis.ping()
+    except Exception as error:
+        checks["broker"] = f"unavailable: {type(error).__name__}"
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, value in checks.items() if value != "ok")
+    return problem(503, f"not ready: {failing} unavailable", checks=checks)

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from api.deps import (
+    DEFAULT_PAGE_LIMIT,
+    Limit,
+    Offset,
+    SessionDep,
+    SettingsDep,
+    ViewerDep,
+)
+from api.schemas.common import ListPage, problem_responses
+from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
+from orderflow import idempotency
+from orderflow.errors import Forbidden
+from orderflow.models import Order
+from orderflow.orders import service as orders
+from orderflow.orders.events import list_events
+from orderflow.orders.state import OrderStatus
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional, recommended; at most 255 characters. Scoped to the caller.",
+    ),
+]
+
+
+def order_page(page: orders.Page[Order]) -> ListPage[OrderOut]:
+    return ListPage(
+        items=[OrderOut.of(order) for order in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+def _render_created(order: Order) -> idempotency.StoredResponse:
+    return idempotency.StoredResponse(
+        status=status.HTTP_201_CREATED,
+        body=OrderOut.of(order).model_dump(mode="json"),
+        location=f"/api/v1/orders/{order.id}",
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429),
+)
+def place_order(
+    body: OrderCreate,
+    viewer: ViewerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    customer_id = body.customer_id or viewer.user_id
+    if customer_id != viewer.user_id and not viewer.is_admin:
+        raise Forbidden("only admins may place an order for another customer")
+    request = None
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
+        request = orders.IdempotentRequest(
+            key=idempotency_key,
+            fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
+            ttl_hours=settings.idempotency_key_ttl_hours,
+        )
+    command = orders.PlaceOrder(
+        customer_id=customer_id,
+        items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items],
+        shipping_address=body.shipping_address.model_dump(mode="json"),
+        payment_method=body.payment_method,
+    )
+    placement = orders.place_order_idempotently(session, command, request, _render_created)
+    headers = {"Location": placement.response.location or ""}
+    if placement.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(placement.response.body, placement.response.status, headers=headers)
+
+
+@router.get("", response_model=ListPage[OrderOut], responses=problem_responses(401))
+def list_orders(
+    viewer: ViewerDep,
+    session: SessionDep,
+    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer_id: Annotated[str | None, Query(max_length=40)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    offset: Offset = 0,
+) -> ListPage[OrderOut]:
+    filters = orders.OrderFilter(customer_id, status_, created_after, created_before)
+    return order_page(orders.list_orders(session, viewer, filters, limit, offset))
+
+
+@router.get("/{order_id}", response_model=OrderOut, responses=problem_responses(401, 404))
+def get_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> OrderOut:
+    return OrderOut.of(orders.get_order(session, order_id, viewer))
+
+
+@router.put(
+    "/{order_id}/status", response_model=OrderOut, responses=problem_responses(401, 403, 404, 409)
+)
+def change_status(
+    order_id: str, body: StatusChange, viewer: ViewerDep, session: SessionDep
+) -> OrderOut:
+    if not viewer.is_admin:
+        raise Forbidden("only admins may change an order's status")
+    return OrderOut.of(orders.change_status(session, order_id, body.status, viewer))
+
+
+@router.delete(
+    "/{order_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 409),
+)
+def cancel_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> Response:
+    orders.cancel_order(session, order_id, viewer)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{order_id}/events", response_model=ListPage[EventOut], responses=problem_responses(401, 404)
+)
+def order_events(
+    order_id: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    offset: Offset = 0,
+) -> ListPage[EventOut]:
+    orders.get_order(session, order_id, viewer)
+    page = list_events(session, order_id, limit, offset)
+    return ListPage(
+        items=[EventOut.of(e) for e in page.items], total=page.total, limit=limit, offset=offset
+    )
+
+
+customers_router = APIRouter(prefix="/customers", tags=["orders"])
+
+
+@customers_router.get(
+    "/{customer_id}/orders",
+    response_model=ListPage[OrderOut],
+    responses=problem_responses(401, 404),
+)
+def customer_orders(
+    customer_id: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE_LIMIT,
+    offset: Offset = 0,
+) -> ListPage[OrderOut]:
+    page = orders.list_customer_orders(session, viewer, customer_id, limit, offset)
+    return order_page(page)

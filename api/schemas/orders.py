@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from api.schemas.common import RequestBody
+from orderflow.models import Order, OrderEvent
+from orderflow.orders.state import OrderStatus, PaymentStatus
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+OptionalText = Annotated[str, Field(max_length=200)] | None
+
+
+class ShippingAddress(RequestBody):
+    name: Text
+    line1: Text
+    line2: OptionalText = None
+    city: Text
+    state: OptionalText = None
+    postal_code: Annotated[str, Field(min_length=1, max_length=20)]
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+
+
+class LineIn(RequestBody):
+    product_id: Annotated[str, Field(min_length=1, max_length=40)]
+    quantity: Annotated[int, Field(ge=1, le=1000, strict=True)]
+
+
+class OrderCreate(RequestBody):
+    items: Annotated[list[LineIn], Field(min_length=1, max_length=100)]
+    shipping_address: ShippingAddress
+    payment_method: Annotated[
+        str, Field(min_length=1, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
+    ]
+    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+
+
+class StatusChange(RequestBody):
+    status: OrderStatus
+
+
+class LineOut(BaseModel):
+    product_id: str
+    sku: str
+    name: str
+    quantity: int
+    unit_price: int
+    subtotal: int
+
+
+class OrderOut(BaseModel):
+    id: str
+    customer_id: str
+    status: OrderStatus
+    payment_status: PaymentStatus
+    currency: str
+    subtotal: int
+    total: int
+    items: list[LineOut]
+    shipping_address: dict[str, Any]
+    invoice_number: str | None
+    payment_intent_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            customer_id=order.customer_id,
+            status=OrderStatus(order.status),
+            payment_status=PaymentStatus(order.payment_status),
+            currency=order.currency,
+            subtotal=order.subtotal_amount,
+            total=order.total_amount,
+            items=[
+                LineOut(
+                    product_id=line.product_id,
+                    sku=line.sku,
+                    name=line.name,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price_amount,
+                    subtotal=line.subtotal_amount,
+                )
+                for line in order.lines
+            ],
+            shipping_address=order.shipping_address,
+            invoice_number=order.invoice_number,
+            payment_intent_id=order.payment_intent_id,
+            failure_reason=order.failure_reason,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class EventOut(BaseModel):
+    id: str
+    type: str
+    data: dict[str, Any]
+    actor: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: OrderEvent) -> EventOut:
+        return cls(
+            id=event.id,
+            type=event.type,
+            data=event.data,
+            actor=event.actor,
+            created_at=event.created_at,
+        )

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from api.schemas.common import Amount, Currency, RequestBody
+from orderflow.models import Product
+
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+Stock = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
+
+
+class ProductCreate(RequestBody):
+    sku: Sku
+    name: Name
+    description: Description = ""
+    price: Amount
+    currency: Currency = "usd"
+    stock: Stock = 0
+    active: bool = True
+
+
+class ProductPatch(RequestBody):
+    sku: Sku | None = None
+    name: Name | None = None
+    description: Description | None = None
+    price: Amount | None = None
+    currency: Currency | None = None
+    stock: Stock | None = None
+    active: bool | None = None
+
+
+class ProductOut(BaseModel):
+    id: str
+    sku: str
+    name: str
+    description: str
+    price: int
+    currency: str
+    stock: int
+    active: bool
+
+    @classmethod
+    def of(cls, product: Product) -> ProductOut:
+        return cls(
+            id=product.id,
+            sku=product.sku,
+            name=product.name,
+            description=product.description,
+            price=product.price_amount,
+            currency=product.currency,
+            stock=product.stock,
+            active=product.active,
+        )

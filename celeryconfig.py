@@ -1,0 +1,55 @@
+"""Celery settings, read from the environment through orderflow's one settings object.
+
+Delivery is at-least-once on purpose: a task is acknowledged only after it ran
+(``task_acks_late``), goes back to the queue if its worker process dies
+(``task_reject_on_worker_lost``), and a worker holds one message per process at a
+time (``worker_prefetch_multiplier = 1``), so a SIGKILL loses nothing it had not
+started. Every task is idempotent, which makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from orderflow.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url or "redis://127.0.0.1:6379/0"
+result_backend = broker_url
+broker_connection_retry_on_startup = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_expires = 3600
+task_ignore_result = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+#: Longest a step may run: soft limit raises inside the task, hard limit kills the process.
+task_soft_time_limit = 60
+task_time_limit = 90
+#: Redis redelivers an unacknowledged message after this long; it must exceed the hard
+#: time limit, or a long task would be handed to a second worker while still running.
+broker_transport_options = {"visibility_timeout": 300}
+
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+#: One queue per pipeline step, so each can be scaled on its own.
+STEP_QUEUES = ("reserve_stock", "charge_payment", "generate_invoice", "send_email", "maintenance")
+task_default_queue = "maintenance"
+task_queues = tuple(Queue(name) for name in STEP_QUEUES)
+task_routes = {
+    "orderflow.reserve_stock": {"queue": "reserve_stock"},
+    "orderflow.charge_payment": {"queue": "charge_payment"},
+    "orderflow.generate_invoice": {"queue": "generate_invoice"},
+    "orderflow.send_email": {"queue": "send_email"},
+    "orderflow.maintenance.*": {"queue": "maintenance"},
+}
+
+beat_schedule: dict[str, dict[str, object]] = {}

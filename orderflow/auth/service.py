@@ -1,0 +1,161 @@
+"""Use cases of authentication: register, log in, refresh, log out, change password."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from orderflow.auth import passwords, tokens
+from orderflow.errors import Conflict, NotAuthenticated, RefreshTokenReused
+from orderflow.ids import new_id
+from orderflow.models import AuthSession, RefreshToken, User
+from orderflow.settings import Settings
+
+CLIENT = "client"
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def register_user(
+    session: Session, email: str, password: str, name: str | None, role: str = CLIENT
+) -> User:
+    passwords.check_password_strength(password)
+    user = User(
+        id=new_id("usr"),
+        email=normalise_email(email),
+        name=name,
+        password_hash=passwords.hash_password(password),
+        role=role,
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError as error:
+        raise Conflict("a user with this email already exists") from error
+    return user
+
+
+def ensure_admin(session: Session, email: str, password: str) -> User:
+    """Create the bootstrap admin, or bring its role and password up to date. Idempotent."""
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        return register_user(session, email, password, name="Administrator", role=ADMIN)
+    user.role = ADMIN
+    if not passwords.verify_password(user.password_hash, password):
+        user.password_hash = passwords.hash_password(password)
+    return user
+
+
+def login(session: Session, settings: Settings, email: str, password: str) -> TokenPair:
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
+    if not passwords.verify_password(user.password_hash if user else None, password):
+        raise NotAuthenticated("email or password is wrong")
+    assert user is not None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    auth_session = AuthSession(id=new_id("ses"), user_id=user.id)
+    session.add(auth_session)
+    session.flush()
+    return _issue_pair(session, settings, user.id, auth_session.id)
+
+
+def authenticate(session: Session, settings: Settings, access_token: str) -> User:
+    """The user behind a valid access token whose session is still open."""
+    claims = tokens.read_access_token(settings.jwt_secret.get_secret_value(), access_token)
+    row = session.execute(
+        select(User, AuthSession.revoked_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+    ).first()
+    if row is None or row.revoked_at is not None:
+        raise NotAuthenticated("the access token is invalid or expired")
+    return row.User
+
+
+def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPair:
+    """Rotate a refresh token. Presenting one that was already used revokes the whole session,
+    because only a thief or a replay holds an old token once the owner has rotated it."""
+    stored = session.scalar(
+        select(RefreshToken)
+        .where(RefreshToken.token_hash == tokens.hash_refresh_token(refresh_token))
+        .with_for_update()
+    )
+    if stored is None:
+        raise NotAuthenticated("the refresh token is invalid")
+    auth_session = session.get(AuthSession, stored.session_id, with_for_update=True)
+    assert auth_session is not None
+    now = datetime.now(UTC)
+    if stored.used_at is not None:
+        _revoke(session, [auth_session.id], "refresh_token_reuse")
+        raise RefreshTokenReused("the refresh token was already used; the session is revoked")
+    if auth_session.revoked_at is not None or stored.expires_at <= now:
+        raise NotAuthenticated("the refresh token is expired or revoked")
+    stored.used_at = now
+    return _issue_pair(session, settings, auth_session.user_id, auth_session.id)
+
+
+def logout(session: Session, session_id: str) -> None:
+    _revoke(session, [session_id], "logout")
+
+
+def change_password(
+    session: Session, settings: Settings, user: User, current: str, new: str
+) -> TokenPair:
+    """Change the password, close every session of the user and open a fresh one."""
+    if not passwords.verify_password(user.password_hash, current):
+        raise NotAuthenticated("the current password is wrong")
+    passwords.check_password_strength(new, field="new_password")
+    user.password_hash = passwords.hash_password(new)
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC), revoke_reason="password_changed")
+    )
+    auth_session = AuthSession(id=new_id("ses"), user_id=user.id)
+    session.add(auth_session)
+    session.flush()
+    return _issue_pair(session, settings, user.id, auth_session.id)
+
+
+def session_id_of(settings: Settings, access_token: str) -> str:
+    return tokens.read_access_token(settings.jwt_secret.get_secret_value(), access_token).session_id
+
+
+def _revoke(session: Session, session_ids: list[str], reason: str) -> None:
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.id.in_(session_ids), AuthSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC), revoke_reason=reason)
+    )
+
+
+def _issue_pair(session: Session, settings: Settings, user_id: str, session_id: str) -> TokenPair:
+    refresh_token = tokens.new_refresh_token()
+    session.add(
+        RefreshToken(
+            session_id=session_id,
+            token_hash=tokens.hash_refresh_token(refresh_token),
+            expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_seconds),
+        )
+    )
+    access = tokens.issue_access_token(
+        settings.jwt_secret.get_secret_value(),
+        user_id,
+        session_id,
+        settings.access_token_ttl_seconds,
+    )
+    return TokenPair(access, refresh_token, settings.access_token_ttl_seconds)

@@ -1,0 +1,91 @@
+"""Catalogue use cases: list, read, create, change and archive products."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from orderflow.errors import Conflict, NotFound
+from orderflow.ids import new_id
+from orderflow.models import Product
+from orderflow.money import Money
+from orderflow.pagination import Page, paginate
+
+
+@dataclass(frozen=True)
+class NewProduct:
+    sku: str
+    name: str
+    price: Money
+    stock: int
+    description: str = ""
+    active: bool = True
+
+
+def list_products(
+    session: Session, *, limit: int, offset: int, include_archived: bool = False
+) -> Page[Product]:
+    query = select(Product)
+    if not include_archived:
+        query = query.where(Product.active.is_(True))
+    return paginate(session, query.order_by(Product.created_at, Product.id), limit, offset)
+
+
+def get_product(session: Session, product_id: str) -> Product:
+    product = session.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"product {product_id} does not exist", product_id=product_id)
+    return product
+
+
+def create_product(session: Session, new: NewProduct) -> Product:
+    product = Product(
+        id=new_id("prod"),
+        sku=new.sku,
+        name=new.name,
+        description=new.description,
+        price_amount=new.price.amount,
+        currency=new.price.currency,
+        stock=new.stock,
+        active=new.active,
+    )
+    with _unique_sku(session, new.sku):
+        session.add(product)
+    return product
+
+
+def update_product(session: Session, product_id: str, changes: dict[str, Any]) -> Product:
+    """Apply a partial update. Orders placed earlier keep their snapshotted lines."""
+    product = session.get(Product, product_id, with_for_update=True)
+    if product is None:
+        raise NotFound(f"product {product_id} does not exist", product_id=product_id)
+    with _unique_sku(session, changes.get("sku", product.sku)):
+        for field in ("sku", "name", "description", "stock", "active", "currency"):
+            if field in changes:
+                setattr(product, field, changes[field])
+        if "price" in changes:
+            product.price_amount = changes["price"]
+        product.updated_at = func.now()
+    session.refresh(product)
+    return product
+
+
+def archive_product(session: Session, product_id: str) -> None:
+    update_product(session, product_id, {"active": False})
+
+
+@contextmanager
+def _unique_sku(session: Session, sku: str) -> Iterator[None]:
+    """Run the block in a savepoint, turning a clash on the sku into a 409."""
+    try:
+        with session.begin_nested():
+            yield
+            session.flush()
+    except IntegrityError as error:
+        raise Conflict(f"a product with sku {sku!r} already exists") from error

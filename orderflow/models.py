@@ -1,0 +1,224 @@
+"""SQLAlchemy models. The schema itself is created by the Alembic migrations only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from orderflow.money import Money
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONB,
+        datetime: DateTime(timezone=True),
+    }
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now_column()
+    __table_args__ = (CheckConstraint("role IN ('client', 'admin')", name="users_role"),)
+
+
+class AuthSession(Base):
+    """One login. Access tokens name their session, so revoking it logs them out."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _now_column()
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class RefreshToken(Base):
+    """Rotating refresh tokens of one session; only a hash is stored."""
+
+    __tablename__ = "refresh_tokens"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    price_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    stock: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="products_stock_non_negative"),
+        CheckConstraint("price_amount >= 0", name="products_price_non_negative"),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="products_currency_iso"),
+    )
+
+    @property
+    def price(self) -> Money:
+        return Money(self.price_amount, self.currency)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    payment_status: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal_amount: Mapped[int] = mapped_column(BigInteger)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    shipping_address: Mapped[dict[str, Any]]
+    payment_method: Mapped[str] = mapped_column(String(255))
+    invoice_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.line_no", lazy="selectin"
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending','confirmed','shipped','delivered','cancelled','failed')",
+            name="orders_status",
+        ),
+        CheckConstraint(
+            "payment_status IN ('unpaid','processing','paid','failed','refunded')",
+            name="orders_payment_status",
+        ),
+        CheckConstraint("subtotal_amount >= 0 AND total_amount >= 0", name="orders_amounts"),
+        Index("orders_customer_created", "customer_id", "created_at"),
+        Index("orders_status_updated", "status", "updated_at"),
+        Index("orders_created", "created_at"),
+    )
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_amount, self.currency)
+
+    @property
+    def subtotal(self) -> Money:
+        return Money(self.subtotal_amount, self.currency)
+
+
+class OrderLine(Base):
+    """A line with the product's sku, name and price snapshotted at placement."""
+
+    __tablename__ = "order_lines"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_amount: Mapped[int] = mapped_column(BigInteger)
+    subtotal_amount: Mapped[int] = mapped_column(BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id", name="order_lines_one_per_product"),
+        UniqueConstraint("order_id", "line_no", name="order_lines_line_no"),
+        CheckConstraint("quantity BETWEEN 1 AND 1000", name="order_lines_quantity"),
+        CheckConstraint(
+            "subtotal_amount = unit_price_amount * quantity", name="order_lines_subtotal"
+        ),
+    )
+
+
+class OrderEvent(Base):
+    """Append-only timeline of an order; a trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "order_events"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    __table_args__ = (Index("order_events_order", "order_id", "created_at", "id"),)
+
+
+class OutboxMessage(Base):
+    """Work committed with the change that caused it; the relay moves it onto the broker."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = _now_column()
+    dispatched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    __table_args__ = (Index("outbox_pending", "id", postgresql_where="dispatched_at IS NULL"),)
+
+
+class IdempotencyKey(Base):
+    """The first successful answer to a client's ``Idempotency-Key``, kept for replay."""
+
+    __tablename__ = "idempotency_keys"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any]]
+    response_location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="idempotency_keys_caller_key"),
+        Index("idempotency_keys_created", "created_at"),
+    )
+
+
+__all__ = [
+    "AuthSession",
+    "Base",
+    "IdempotencyKey",
+    "Order",
+    "OrderEvent",
+    "OrderLine",
+    "OutboxMessage",
+    "Product",
+    "RefreshToken",
+    "User",
+]

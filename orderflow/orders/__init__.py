@@ -1,0 +1,1 @@
+"""Orders: the state machine, placement, queries, cancellation and the event log."""

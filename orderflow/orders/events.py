@@ -1,0 +1,33 @@
+"""The append-only order timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orderflow.ids import new_id
+from orderflow.models import OrderEvent
+from orderflow.pagination import Page, paginate
+
+SYSTEM_ACTOR = "system"
+
+
+def record_event(
+    session: Session, order_id: str, type_: str, actor: str, data: dict[str, Any] | None = None
+) -> OrderEvent:
+    event = OrderEvent(
+        id=new_id("evt"), order_id=order_id, type=type_, actor=actor, data=data or {}
+    )
+    session.add(event)
+    return event
+
+
+def list_events(session: Session, order_id: str, limit: int, offset: int) -> Page[OrderEvent]:
+    query = (
+        select(OrderEvent)
+        .where(OrderEvent.order_id == order_id)
+        .order_by(OrderEvent.created_at, OrderEvent.id)
+    )
+    return paginate(session, query, limit, offset)

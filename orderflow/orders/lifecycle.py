@@ -1,0 +1,61 @@
+"""Moving an order between statuses: compare-and-set on the row, an event for every move, and
+an outbox message so the pipeline reacts (e-mails, stock release, refunds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from orderflow import outbox
+from orderflow.errors import NotFound, TransitionNotAllowed
+from orderflow.models import Order
+from orderflow.orders.events import record_event
+from orderflow.orders.state import ActorRole, OrderStatus, check_transition
+
+STATUS_CHANGED = "order.status_changed"
+
+
+def lock_order(session: Session, order_id: str) -> Order:
+    order = session.scalar(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist", order_id=order_id)
+    return order
+
+
+def transition(
+    session: Session,
+    order: Order,
+    target: OrderStatus,
+    *,
+    role: ActorRole,
+    actor: str,
+    reason: str | None = None,
+    **changes: Any,
+) -> None:
+    """Move ``order`` to ``target`` if the state machine allows it and nobody moved it first."""
+    current = OrderStatus(order.status)
+    check_transition(current, target, role)
+    moved = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == current.value)
+        .values(status=target.value, updated_at=func.now(), **changes)
+        .returning(Order.id)
+    ).first()
+    if moved is None:
+        raise TransitionNotAllowed(f"order {order.id} changed status concurrently; retry")
+    session.refresh(order)
+    record_event(
+        session,
+        order.id,
+        "status_changed",
+        actor,
+        {"from": current.value, "to": target.value, "reason": reason},
+    )
+    outbox.enqueue(session, STATUS_CHANGED, order.id, status=target.value, previous=current.value)

@@ -1,0 +1,242 @@
+"""Order use cases of the intake API: place, read, list, change status, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orderflow import idempotency, outbox
+from orderflow.errors import InsufficientStock, NotFound, TransitionNotAllowed, Unprocessable
+from orderflow.ids import new_id
+from orderflow.models import Order, OrderLine, Product, User
+from orderflow.money import Money
+from orderflow.orders.events import record_event
+from orderflow.orders.lifecycle import lock_order, transition
+from orderflow.orders.state import ActorRole, OrderStatus, PaymentStatus
+from orderflow.pagination import Page, paginate
+
+ORDER_PLACED = "order.placed"
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    customer_id: str
+    items: list[LineRequest]
+    shipping_address: dict[str, Any]
+    payment_method: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    response: idempotency.StoredResponse
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: admins see every order, everyone else only their own."""
+
+    user_id: str
+    is_admin: bool
+
+    @property
+    def role(self) -> ActorRole:
+        return ActorRole.ADMIN if self.is_admin else ActorRole.OWNER
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    customer_id: str | None = None
+    status: OrderStatus | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    key: str
+    fingerprint: str
+    ttl_hours: int
+
+
+def place_order_idempotently(
+    session: Session,
+    command: PlaceOrder,
+    request: IdempotentRequest | None,
+    render: Callable[[Order], idempotency.StoredResponse],
+) -> Placement:
+    """Place the order, or replay the answer already given to the same Idempotency-Key."""
+    if request is not None:
+        stored = idempotency.claim(
+            session, command.customer_id, request.key, request.fingerprint, request.ttl_hours
+        )
+        if stored is not None:
+            return Placement(stored, replayed=True)
+    order = place_order(session, command)
+    response = render(order)
+    if request is not None:
+        idempotency.remember(
+            session, command.customer_id, request.key, request.fingerprint, response
+        )
+    return Placement(response, replayed=False)
+
+
+def place_order(session: Session, command: PlaceOrder) -> Order:
+    """Price the order from the catalogue and store it with its event and outbox message,
+    all in the caller's transaction."""
+    if session.get(User, command.customer_id) is None:
+        raise NotFound(f"customer {command.customer_id} does not exist")
+    products = _load_products(session, [line.product_id for line in command.items])
+    currency = _single_currency(products.values())
+    order = Order(
+        id=new_id("ord"),
+        customer_id=command.customer_id,
+        status=OrderStatus.PENDING.value,
+        payment_status=PaymentStatus.UNPAID.value,
+        currency=currency,
+        shipping_address=command.shipping_address,
+        payment_method=command.payment_method,
+    )
+    subtotal = Money.zero(currency)
+    for line_no, requested in enumerate(command.items, start=1):
+        product = products[requested.product_id]
+        if product.stock < requested.quantity:
+            raise InsufficientStock(
+                f"product {product.id} has {product.stock} in stock, "
+                f"{requested.quantity} requested",
+                product_id=product.id,
+            )
+        line_total = product.price * requested.quantity
+        subtotal += line_total
+        order.lines.append(
+            OrderLine(
+                line_no=line_no,
+                product_id=product.id,
+                sku=product.sku,
+                name=product.name,
+                quantity=requested.quantity,
+                unit_price_amount=product.price_amount,
+                subtotal_amount=line_total.amount,
+            )
+        )
+    order.subtotal_amount = subtotal.amount
+    order.total_amount = subtotal.amount
+    session.add(order)
+    session.flush()
+    record_event(
+        session,
+        order.id,
+        "order_placed",
+        command.customer_id,
+        {"total": order.total_amount, "currency": currency, "lines": len(order.lines)},
+    )
+    outbox.enqueue(session, ORDER_PLACED, order.id)
+    session.flush()
+    session.refresh(order)
+    return order
+
+
+def get_order(session: Session, order_id: str, viewer: Viewer) -> Order:
+    order = session.get(Order, order_id)
+    if order is None or not (viewer.is_admin or order.customer_id == viewer.user_id):
+        raise NotFound(f"order {order_id} does not exist", order_id=order_id)
+    return order
+
+
+def list_orders(
+    session: Session, viewer: Viewer, filters: OrderFilter, limit: int, offset: int
+) -> Page[Order]:
+    query = select(Order)
+    if not viewer.is_admin:
+        query = query.where(Order.customer_id == viewer.user_id)
+    if filters.customer_id is not None:
+        query = query.where(Order.customer_id == filters.customer_id)
+    if filters.status is not None:
+        query = query.where(Order.status == filters.status.value)
+    if filters.created_after is not None:
+        query = query.where(Order.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Order.created_at < filters.created_before)
+    return paginate(
+        session, query.order_by(Order.created_at.desc(), Order.id.desc()), limit, offset
+    )
+
+
+def change_status(session: Session, order_id: str, target: OrderStatus, viewer: Viewer) -> Order:
+    """An admin moves an order (ship, deliver, cancel) through the state machine."""
+    if target is OrderStatus.CANCELLED:
+        return cancel_order(session, order_id, viewer)
+    get_order(session, order_id, viewer)
+    order = lock_order(session, order_id)
+    transition(session, order, target, role=viewer.role, actor=viewer.user_id)
+    return order
+
+
+def cancel_order(session: Session, order_id: str, viewer: Viewer) -> Order:
+    """Cancel a pending or confirmed order. Cancelling a cancelled order changes nothing."""
+    get_order(session, order_id, viewer)
+    order = lock_order(session, order_id)
+    if order.status == OrderStatus.CANCELLED.value:
+        return order
+    if order.status not in (OrderStatus.PENDING.value, OrderStatus.CONFIRMED.value):
+        raise TransitionNotAllowed(f"an order that is {order.status} can no longer be cancelled")
+    transition(
+        session,
+        order,
+        OrderStatus.CANCELLED,
+        role=viewer.role,
+        actor=viewer.user_id,
+        reason="cancelled_by_admin" if viewer.is_admin else "cancelled_by_customer",
+    )
+    return order
+
+
+def _load_products(session: Session, product_ids: list[str]) -> dict[str, Product]:
+    if len(set(product_ids)) != len(product_ids):
+        raise Unprocessable(
+            "each product may appear on one line only; raise the quantity instead",
+            errors=[{"field": "items", "message": "duplicate product_id"}],
+        )
+    found = {
+        product.id: product
+        for product in session.scalars(select(Product).where(Product.id.in_(product_ids)))
+    }
+    for product_id in product_ids:
+        product = found.get(product_id)
+        if product is None or not product.active:
+            raise NotFound(
+                f"product {product_id} does not exist or is no longer sold", product_id=product_id
+            )
+    return found
+
+
+def _single_currency(products: Any) -> str:
+    currencies = {product.currency for product in products}
+    if len(currencies) != 1:
+        raise Unprocessable(
+            "all products of one order must be priced in the same currency",
+            errors=[{"field": "items", "message": "mixed currencies"}],
+        )
+    return currencies.pop()
+
+
+def list_customer_orders(
+    session: Session, viewer: Viewer, customer_id: str, limit: int, offset: int
+) -> Page[Order]:
+    """A customer's orders: that customer or an admin; anyone else is told it does not exist."""
+    if not viewer.is_admin and customer_id != viewer.user_id:
+        raise NotFound(f"customer {customer_id} does not exist")
+    if viewer.is_admin and session.get(User, customer_id) is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return list_orders(session, viewer, OrderFilter(customer_id=customer_id), limit, offset)

@@ -1,0 +1,98 @@
+"""The one settings object. Every knob is an ``ORDERFLOW_*`` environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where ``make run`` keeps its embedded servers' data, e-mails and invoices.
+DEFAULT_STATE_DIR = Path(".orderflow")
+#: Marks a secret nobody chose; refused when a real provider or production is configured.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the variable and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = ""
+    redis_url: str = ""
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: SecretStr | None = None
+
+    admin_email: str = "admin@example.com"
+    admin_password: SecretStr = SecretStr("admin-password-change-me")
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    cookie_secure: bool = False
+
+    idempotency_key_ttl_hours: int = Field(default=24, ge=24)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    payment_provider: Literal["local", "stripe"] = "local"
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+
+    email_provider: Literal["local", "sendgrid"] = "local"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str | None = None
+    email_from: str = "orders@example.com"
+
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @model_validator(mode="after")
+    def _real_providers_need_their_secrets(self) -> Settings:
+        if self.payment_provider == "stripe" and not self.stripe_api_key:
+            raise ConfigError(
+                "ORDERFLOW_PAYMENT_PROVIDER=stripe needs ORDERFLOW_STRIPE_API_KEY: "
+                "set it to your Stripe secret key, or use ORDERFLOW_PAYMENT_PROVIDER=local"
+            )
+        if self.payment_provider == "stripe" and not self.stripe_webhook_secret:
+            raise ConfigError(
+                "ORDERFLOW_PAYMENT_PROVIDER=stripe needs ORDERFLOW_STRIPE_WEBHOOK_SECRET: "
+                "set it to the endpoint's signing secret (whsec_...)"
+            )
+        if self.email_provider == "sendgrid" and not self.sendgrid_api_key:
+            raise ConfigError(
+                "ORDERFLOW_EMAIL_PROVIDER=sendgrid needs ORDERFLOW_SENDGRID_API_KEY: "
+                "set it to your SendGrid API key, or use ORDERFLOW_EMAIL_PROVIDER=local"
+            )
+        if self.environment == "production" and (
+            self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        ):
+            raise ConfigError(
+                "ORDERFLOW_JWT_SECRET is the development default: set a random secret of "
+                "at least 32 characters in production"
+            )
+        if len(self.jwt_secret.get_secret_value()) < 32:
+            raise ConfigError("ORDERFLOW_JWT_SECRET is too short: use at least 32 characters")
+        return self
+
+    @property
+    def emails_dir(self) -> Path:
+        return self.state_dir / "emails"
+
+    @property
+    def invoices_dir(self) -> Path:
+        return self.state_dir / "invoices"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

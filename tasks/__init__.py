@@ -1,0 +1,1 @@
+"""Celery tasks: one module per pipeline step, each a few lines around one service call."""

@@ -1,0 +1,1 @@
+"""Celery application, queues and process launcher."""
