@@ -49,7 +49,15 @@ task_routes = {
     "orderflow.charge_payment": {"queue": "charge_payment"},
     "orderflow.generate_invoice": {"queue": "generate_invoice"},
     "orderflow.send_email": {"queue": "send_email"},
+    "orderflow.refund_payment": {"queue": "charge_payment"},
     "orderflow.maintenance.*": {"queue": "maintenance"},
 }
 
-beat_schedule: dict[str, dict[str, object]] = {}
+beat_schedule: dict[str, dict[str, object]] = {
+    "sweep-stalled-orders": {
+        "task": "orderflow.maintenance.sweep",
+        "schedule": _settings.sweep_interval_seconds,
+        "options": {"expires": _settings.sweep_interval_seconds},
+    },
+    "purge-expired-records": {"task": "orderflow.maintenance.purge", "schedule": 3600.0},
+}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from api.middleware import BodySizeLimit
 from api.problems import install_problem_handlers
-from api.routers import auth, health, orders, products
+from api.routers import auth, health, orders, products, webhooks
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
 from orderflow.settings import Settings, get_settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         products.router,
         orders.router,
         orders.customers_router,
+        webhooks.router,
         health.router,
     ):
         v1.include_router(router)

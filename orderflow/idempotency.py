@@ -89,3 +89,23 @@ def purge_expired(session: Session, ttl_hours: int) -> int:
     cutoff = datetime.now(UTC) - timedelta(hours=ttl_hours)
     result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- keys for calls to the outside world ---------------------------------------------------
+# Derived from domain ids, never random: every retry, redelivery or re-drive of the same step
+# sends the same key, so the provider answers the first result again instead of acting twice.
+
+
+def charge_idempotency_key(order_id: str, attempt: int) -> str:
+    """One PaymentIntent per order and attempt. Retries reuse the attempt; only an operator's
+    deliberate re-drive after investigation starts a new one."""
+    return f"orderflow:{order_id}:charge:{attempt}"
+
+
+def refund_idempotency_key(order_id: str) -> str:
+    """An order is refunded at most once, in full."""
+    return f"orderflow:{order_id}:refund"
+
+
+def email_message_key(order_id: str, kind: str) -> str:
+    return f"{order_id}:{kind}"

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -210,15 +211,92 @@ class IdempotencyKey(Base):
     )
 
 
-__all__ = [
-    "AuthSession",
-    "Base",
-    "IdempotencyKey",
-    "Order",
-    "OrderEvent",
-    "OrderLine",
-    "OutboxMessage",
-    "Product",
-    "RefreshToken",
-    "User",
-]
+class StockReservation(Base):
+    """Stock taken for one line of an order; ``released_at`` makes the give-back happen once."""
+
+    __tablename__ = "stock_reservations"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now_column()
+    released_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id", name="stock_reservations_one_per_line"),
+        CheckConstraint("quantity > 0", name="stock_reservations_quantity"),
+    )
+
+
+class Payment(Base):
+    """The order's one charge or one refund at the provider (``kind``), unique per order."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        UniqueConstraint("order_id", "kind", name="payments_one_per_kind"),
+        CheckConstraint("kind IN ('charge', 'refund')", name="payments_kind"),
+        CheckConstraint(
+            "status IN ('processing','succeeded','declined','requires_action','unavailable')",
+            name="payments_status",
+        ),
+        CheckConstraint("amount >= 0", name="payments_amount"),
+    )
+
+
+class InvoiceCounter(Base):
+    """Last invoice number issued per year; its row lock makes numbers gapless."""
+
+    __tablename__ = "invoice_counters"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), unique=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    year: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at: Mapped[datetime] = _now_column()
+    __table_args__ = (UniqueConstraint("year", "sequence", name="invoices_year_sequence"),)
+
+
+class EmailRecord(Base):
+    """One e-mail of each kind per order, whatever retries happen."""
+
+    __tablename__ = "emails"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(320))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now_column()
+    sent_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("order_id", "kind", name="emails_one_per_kind"),
+        CheckConstraint("status IN ('sending', 'sent')", name="emails_status"),
+    )
+
+
+class WebhookEvent(Base):
+    """Provider event ids already handled: a duplicate delivery is acknowledged and ignored."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime] = _now_column()

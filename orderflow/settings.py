@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     sendgrid_host: str | None = None
     email_from: str = "orders@example.com"
 
+    #: Pipeline pacing. A stalled order is re-driven after ``sweep_stall_seconds``.
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    sweep_stall_seconds: float = Field(default=30.0, gt=0)
+    provider_retry_base_seconds: float = Field(default=1.0, gt=0)
+    provider_max_retries: int = Field(default=6, ge=0, le=20)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    relay_poll_seconds: float = Field(default=1.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool | None = None
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from api.app import create_app
 from orderflow.auth.service import ensure_admin, register_user
@@ -26,6 +28,13 @@ from orderflow.models import Base, Product, User
 from orderflow.money import Money
 from orderflow.settings import Settings
 from tests import services
+from tests.stubs import STRIPE_WEBHOOK_SECRET
+from tests.stubs.fixtures import stub_provider_env
+from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.stripe_server import StripeStub
+from tests.system import SystemProcesses, wait_until
+
+pytest_plugins = ["tests.stubs.fixtures"]
 
 RUN_ID_ENV = "ORDERFLOW_TEST_RUN_ID"
 PASSWORD = "correct-horse-42"
@@ -96,6 +105,7 @@ def settings(database_url: str, redis_url: str, state_dir: Path) -> Settings:
         jwt_secret=secrets.token_urlsafe(48),
         admin_email=ADMIN_EMAIL,
         admin_password=ADMIN_PASSWORD,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
         log_json=True,
     )
 
@@ -108,11 +118,19 @@ def database(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
-def clean_database(database: Database) -> Database:
-    """Empty every table, so a test sees only what it made."""
+def clean_database(database: Database, redis_url: str) -> Database:
+    """Empty every table and the broker's db, so a test sees only what it made."""
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    with database.unit_of_work() as session:
-        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    for attempt in range(5):  # workers still finishing the last test may hold a lock
+        try:
+            with database.unit_of_work() as session:
+                session.execute(text("SET LOCAL lock_timeout = '2s'"))
+                session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            break
+        except OperationalError:
+            if attempt == 4:
+                raise
+    redis.Redis.from_url(redis_url).flushdb()
     return database
 
 
@@ -237,3 +255,91 @@ def order_body(*lines: tuple[str, int], payment_method: str = "pm_card_visa", **
         "payment_method": payment_method,
         **extra,
     }
+
+
+# --- the worker side: real processes ---------------------------------------------------------
+
+
+def system_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """``ORDERFLOW_*`` for processes started by the tests, fast-paced for tests."""
+    return {
+        "ORDERFLOW_ENVIRONMENT": "test",
+        "ORDERFLOW_DATABASE_URL": settings.database_url,
+        "ORDERFLOW_REDIS_URL": settings.redis_url,
+        "ORDERFLOW_STATE_DIR": str(settings.state_dir),
+        "ORDERFLOW_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "ORDERFLOW_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "ORDERFLOW_SWEEP_INTERVAL_SECONDS": "1",
+        "ORDERFLOW_SWEEP_STALL_SECONDS": "4",
+        "ORDERFLOW_PROVIDER_RETRY_BASE_SECONDS": "0.2",
+        "ORDERFLOW_PROVIDER_MAX_RETRIES": "3",
+        "ORDERFLOW_PROVIDER_TIMEOUT_SECONDS": "2",
+        "ORDERFLOW_RELAY_POLL_SECONDS": "0.5",
+        "ORDERFLOW_LOG_JSON": "true",
+        **extra,
+    }
+
+
+class Pipelines:
+    """At most one set of worker-side processes runs per test database; asking for another
+    kind (local providers, or the Stripe/SendGrid stubs) replaces it."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings, self.log_dir = settings, log_dir
+        self.kind: str | None = None
+        self.system: SystemProcesses | None = None
+
+    def use(self, kind: str, env: dict[str, str]) -> SystemProcesses:
+        if self.kind != kind:
+            self.stop()
+            self.system = SystemProcesses(system_env(self.settings, **env), self.log_dir)
+            self.system.start_worker()
+            self.system.start_relay()
+            self.system.start_beat()
+            self.kind = kind
+        assert self.system is not None
+        return self.system
+
+    def stop(self) -> None:
+        if self.system is not None:
+            self.system.stop()
+        self.kind, self.system = None, None
+
+
+@pytest.fixture(scope="session")
+def pipelines(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipelines]:
+    running = Pipelines(settings, tmp_path_factory.mktemp("system-logs"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def local_pipeline(pipelines: Pipelines, clean_database: Database) -> SystemProcesses:
+    """Workers, relay and beat on the local payment and e-mail providers."""
+    return pipelines.use("local", {})
+
+
+@pytest.fixture
+def stub_pipeline(
+    pipelines: Pipelines,
+    clean_database: Database,
+    stripe_stub_shared: StripeStub,
+    sendgrid_stub_shared: SendGridStub,
+) -> SystemProcesses:
+    """Workers, relay and beat on the real Stripe and SendGrid adapters, talking to the
+    wire-level stubs."""
+    return pipelines.use("stubs", stub_provider_env(stripe_stub_shared, sendgrid_stub_shared))
+
+
+def wait_for_status(
+    client: httpx.Client, order_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    """Poll the order until its status is one of ``statuses``."""
+    seen: dict[str, Any] = {}
+
+    def reached() -> bool:
+        seen.update(client.get(f"/orders/{order_id}").json())
+        return seen.get("status") in statuses
+
+    wait_until(reached, timeout)
+    return seen

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from celery import Celery
 
-app = Celery("orderflow")
+TASK_MODULES = [
+    "tasks.reserve_stock",
+    "tasks.charge_payment",
+    "tasks.generate_invoice",
+    "tasks.send_email",
+    "tasks.refund_payment",
+    "tasks.maintenance",
+]
+
+app = Celery("orderflow", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["tasks"], related_name=None, force=True)
+
+import workers.signals  # noqa: E402,F401  (connects the worker signals)

@@ -17,7 +17,8 @@ from api.deps import (
 from api.schemas.common import ListPage, problem_responses
 from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
 from orderflow import idempotency
-from orderflow.errors import Forbidden
+from orderflow.errors import Forbidden, NotFound
+from orderflow.fulfilment.invoicing import invoice_pdf
 from orderflow.models import Order
 from orderflow.orders import service as orders
 from orderflow.orders.events import list_events
@@ -143,6 +144,26 @@ def order_events(
     page = list_events(session, order_id, limit, offset)
     return ListPage(
         items=[EventOut.of(e) for e in page.items], total=page.total, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/{order_id}/invoice",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The invoice PDF"},
+        **problem_responses(401, 404),
+    },
+)
+def order_invoice(order_id: str, viewer: ViewerDep, session: SessionDep) -> Response:
+    order = orders.get_order(session, order_id, viewer)
+    pdf = invoice_pdf(session, order.id)
+    if pdf is None:
+        raise NotFound(f"order {order_id} has no invoice yet")
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{order.invoice_number}.pdf"'},
     )
 
 

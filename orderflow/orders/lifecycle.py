@@ -1,5 +1,5 @@
 """Moving an order between statuses: compare-and-set on the row, an event for every move, and
-an outbox message so the pipeline reacts (e-mails, stock release, refunds)."""
+the customer's e-mail for the new status scheduled in the same transaction."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from orderflow import outbox
 from orderflow.errors import NotFound, TransitionNotAllowed
+from orderflow.fulfilment.steps import EmailKind, Step, schedule
 from orderflow.models import Order
 from orderflow.orders.events import record_event
 from orderflow.orders.state import ActorRole, OrderStatus, check_transition
 
-STATUS_CHANGED = "order.status_changed"
+#: The e-mail each status sends; ``confirmed`` sends its own once the invoice exists.
+STATUS_EMAILS = {
+    OrderStatus.SHIPPED: EmailKind.SHIPPED,
+    OrderStatus.DELIVERED: EmailKind.DELIVERED,
+    OrderStatus.CANCELLED: EmailKind.CANCELLED,
+    OrderStatus.FAILED: EmailKind.FAILED,
+}
 
 
 def lock_order(session: Session, order_id: str) -> Order:
@@ -37,6 +43,7 @@ def transition(
     role: ActorRole,
     actor: str,
     reason: str | None = None,
+    details: dict[str, Any] | None = None,
     **changes: Any,
 ) -> None:
     """Move ``order`` to ``target`` if the state machine allows it and nobody moved it first."""
@@ -56,6 +63,7 @@ def transition(
         order.id,
         "status_changed",
         actor,
-        {"from": current.value, "to": target.value, "reason": reason},
+        {"from": current.value, "to": target.value, "reason": reason, **(details or {})},
     )
-    outbox.enqueue(session, STATUS_CHANGED, order.id, status=target.value, previous=current.value)
+    if target in STATUS_EMAILS:
+        schedule(session, Step.SEND_EMAIL, order.id, kind=STATUS_EMAILS[target].value)

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orderflow import idempotency, outbox
+from orderflow import idempotency
 from orderflow.errors import InsufficientStock, NotFound, TransitionNotAllowed, Unprocessable
+from orderflow.fulfilment.reservations import release_stock
+from orderflow.fulfilment.steps import Step, schedule
 from orderflow.ids import new_id
 from orderflow.models import Order, OrderLine, Product, User
 from orderflow.money import Money
@@ -19,8 +21,6 @@ from orderflow.orders.events import record_event
 from orderflow.orders.lifecycle import lock_order, transition
 from orderflow.orders.state import ActorRole, OrderStatus, PaymentStatus
 from orderflow.pagination import Page, paginate
-
-ORDER_PLACED = "order.placed"
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
         command.customer_id,
         {"total": order.total_amount, "currency": currency, "lines": len(order.lines)},
     )
-    outbox.enqueue(session, ORDER_PLACED, order.id)
+    schedule(session, Step.RESERVE_STOCK, order.id)
     session.flush()
     session.refresh(order)
     return order
@@ -184,13 +184,15 @@ def change_status(session: Session, order_id: str, target: OrderStatus, viewer: 
 
 
 def cancel_order(session: Session, order_id: str, viewer: Viewer) -> Order:
-    """Cancel a pending or confirmed order. Cancelling a cancelled order changes nothing."""
+    """Cancel a pending or confirmed order: its stock goes back now, a refund follows if it was
+    paid. Cancelling a cancelled order changes nothing."""
     get_order(session, order_id, viewer)
     order = lock_order(session, order_id)
     if order.status == OrderStatus.CANCELLED.value:
         return order
     if order.status not in (OrderStatus.PENDING.value, OrderStatus.CONFIRMED.value):
         raise TransitionNotAllowed(f"an order that is {order.status} can no longer be cancelled")
+    release_stock(session, order.id)
     transition(
         session,
         order,
@@ -199,6 +201,8 @@ def cancel_order(session: Session, order_id: str, viewer: Viewer) -> Order:
         actor=viewer.user_id,
         reason="cancelled_by_admin" if viewer.is_admin else "cancelled_by_customer",
     )
+    if order.payment_status == PaymentStatus.PAID.value:
+        schedule(session, Step.REFUND_PAYMENT, order.id)
     return order
 
 

@@ -1,0 +1,110 @@
+"""Checks the promises of DESIGN.md over the whole database (``orderflow audit``).
+
+Each check is one query that returns the rows breaking a promise; an empty result is a
+pass. They read only, and can run against a live system."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from orderflow.orders.state import TRANSITIONS, OrderStatus
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: {self.detail}"
+
+
+_CHECKS: dict[str, str] = {
+    "stock_non_negative": "SELECT id, 'stock ' || stock FROM products WHERE stock < 0",
+    "paid_order_has_one_capture": """
+        SELECT o.id, 'status ' || o.status || ', charge ' || coalesce(p.status, 'none')
+        FROM orders o LEFT JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
+        WHERE o.status IN ('confirmed', 'shipped', 'delivered')
+          AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount <> o.total_amount)""",
+    "captured_money_adds_up": """
+        SELECT o.id, 'captured ' || p.amount || ' for a total of ' || o.total_amount
+        FROM orders o JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
+        WHERE p.status = 'succeeded' AND p.amount <> o.total_amount""",
+    "refund_within_capture": """
+        SELECT r.order_id, 'refunded ' || r.amount || ' of ' || coalesce(c.amount, 0)
+        FROM payments r LEFT JOIN payments c
+          ON c.order_id = r.order_id AND c.kind = 'charge' AND c.status = 'succeeded'
+        WHERE r.kind = 'refund' AND r.status = 'succeeded' AND r.amount > coalesce(c.amount, 0)""",
+    "order_total_is_sum_of_lines": """
+        SELECT o.id, 'total ' || o.total_amount || ', lines ' || coalesce(sum(l.subtotal_amount), 0)
+        FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+        GROUP BY o.id HAVING o.total_amount <> coalesce(sum(l.subtotal_amount), 0)""",
+    "confirmed_order_holds_its_stock": """
+        SELECT o.id, 'line ' || l.product_id || ' has no live reservation'
+        FROM orders o JOIN order_lines l ON l.order_id = o.id
+        LEFT JOIN stock_reservations r
+          ON r.order_id = o.id AND r.product_id = l.product_id AND r.released_at IS NULL
+        WHERE o.status IN ('confirmed', 'shipped', 'delivered')
+          AND (r.id IS NULL OR r.quantity <> l.quantity)""",
+    "ended_order_released_its_stock": """
+        SELECT o.id, 'still holds ' || r.quantity || ' of ' || r.product_id
+        FROM orders o JOIN stock_reservations r ON r.order_id = o.id
+        WHERE o.status IN ('failed', 'cancelled') AND r.released_at IS NULL""",
+    "one_invoice_per_paid_order": """
+        SELECT o.id, 'invoice ' || coalesce(o.invoice_number, 'missing')
+        FROM orders o LEFT JOIN invoices i ON i.order_id = o.id
+        WHERE (o.status IN ('confirmed', 'shipped', 'delivered')) <> (i.id IS NOT NULL)
+           OR o.invoice_number IS DISTINCT FROM i.number""",
+    "invoice_numbers_gapless": """
+        SELECT year::text, 'numbers ' || min(sequence) || '..' || max(sequence)
+               || ' but ' || count(*) || ' invoices'
+        FROM invoices GROUP BY year HAVING min(sequence) <> 1 OR max(sequence) <> count(*)""",
+    "confirmation_email_sent": """
+        SELECT o.id, 'no confirmation e-mail sent'
+        FROM orders o JOIN invoices i ON i.order_id = o.id
+        LEFT JOIN emails e ON e.order_id = o.id AND e.kind = 'confirmation' AND e.status = 'sent'
+        WHERE e.id IS NULL AND o.status IN ('confirmed', 'shipped', 'delivered')""",
+    "ended_order_refunded": """
+        SELECT o.id, o.status || ' but its capture was not refunded'
+        FROM orders o JOIN payments c ON c.order_id = o.id AND c.kind = 'charge'
+        LEFT JOIN payments r ON r.order_id = o.id AND r.kind = 'refund' AND r.status = 'succeeded'
+        WHERE o.status IN ('failed', 'cancelled') AND c.status = 'succeeded' AND r.id IS NULL""",
+}
+
+
+def _transition_violations(session: Session) -> list[Violation]:
+    """Every order's status history is a walk through the state machine ending where the
+    order is now."""
+    rows = session.execute(
+        text(
+            """SELECT o.id, o.status, array_remove(array_agg(e.data->>'to' ORDER BY e.created_at,
+                      e.id), NULL)
+               FROM orders o LEFT JOIN order_events e
+                 ON e.order_id = o.id AND e.type = 'status_changed'
+               GROUP BY o.id, o.status"""
+        )
+    ).all()
+    allowed = {(source.value, target.value) for source, target in TRANSITIONS}
+    found = []
+    for order_id, status, history in rows:
+        walk = [OrderStatus.PENDING.value, *history]
+        bad = [(a, b) for a, b in pairwise(walk) if (a, b) not in allowed]
+        if bad or walk[-1] != status:
+            found.append(Violation("only_allowed_transitions", order_id, f"{walk} -> {status}"))
+    return found
+
+
+def audit(session: Session) -> list[Violation]:
+    violations = []
+    for name, sql in _CHECKS.items():
+        for subject, detail in session.execute(text(sql)).all():
+            violations.append(Violation(name, str(subject), str(detail)))
+    return violations + _transition_violations(session)
+
+
+CHECK_NAMES: list[str] = [*_CHECKS, "only_allowed_transitions"]

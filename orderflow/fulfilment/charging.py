@@ -1,0 +1,225 @@
+"""Charging an order and recording what the provider says, from the worker or a webhook.
+
+The provider call happens between two short transactions, never while a row lock is held:
+the first marks the charge as processing and fixes its idempotency key, the second records
+the result. Recording is idempotent and never downgrades a final result, so the worker,
+a retry, the reconciler and any number of (re)delivered webhooks may all report the same
+outcome in any order and the order moves once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orderflow.db import Database
+from orderflow.fulfilment.outcomes import confirm_order, fail_order
+from orderflow.fulfilment.reservations import has_reservations
+from orderflow.fulfilment.steps import Step, schedule
+from orderflow.idempotency import charge_idempotency_key
+from orderflow.models import Order, Payment
+from orderflow.money import Money
+from orderflow.orders.events import SYSTEM_ACTOR, record_event
+from orderflow.orders.lifecycle import lock_order
+from orderflow.orders.state import OrderStatus
+from orderflow.orders.state import PaymentStatus as OrderPaymentStatus
+from orderflow.payments import (
+    PaymentProvider,
+    PaymentProviderMisconfigured,
+    PaymentRejected,
+    PaymentResult,
+    PaymentStatus,
+)
+
+log = structlog.get_logger(__name__)
+
+PAYMENT_DECLINED = "payment_declined"
+PAYMENT_REJECTED = "payment_rejected"
+PROVIDER_UNAVAILABLE = "payment_provider_unavailable"
+PROVIDER_MISCONFIGURED = "payment_provider_misconfigured"
+_FINAL = ("succeeded", "declined")
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    order_id: str
+    amount: Money
+    payment_method: str
+    idempotency_key: str
+    #: Set when the provider already knows the intent and only its state is wanted.
+    known_intent_id: str | None = None
+
+
+def charge_payment(database: Database, provider: PaymentProvider, order_id: str) -> None:
+    """Charge a pending order whose stock is reserved. Raises ``PaymentProviderUnavailable``
+    for the caller to retry; everything else ends in a recorded outcome."""
+    with database.unit_of_work() as session:
+        request = begin_charge(session, order_id)
+    if request is None:
+        return
+    try:
+        if request.known_intent_id is not None:
+            result = provider.retrieve(request.known_intent_id)
+        else:
+            result = provider.charge(
+                order_id=request.order_id,
+                amount=request.amount,
+                payment_method=request.payment_method,
+                idempotency_key=request.idempotency_key,
+            )
+    except PaymentProviderMisconfigured as error:
+        log.error("payment provider refused our credentials", order_id=order_id, code=error.code)
+        with database.unit_of_work() as session:
+            give_up_charge(session, order_id, PROVIDER_MISCONFIGURED)
+        return
+    except PaymentRejected as error:
+        log.warning("payment rejected by provider", order_id=order_id, code=error.code)
+        with database.unit_of_work() as session:
+            reject_charge(session, order_id, error.code)
+        return
+    with database.unit_of_work() as session:
+        record_charge_result(session, result, order_id=order_id)
+
+
+def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
+    """Decide whether the order needs a provider call now, and with which key."""
+    order = lock_order(session, order_id)
+    if order.status != OrderStatus.PENDING.value or not has_reservations(session, order_id):
+        return None
+    charge = _charge_of(session, order_id)
+    if charge is None:
+        charge = Payment(
+            order_id=order_id,
+            kind="charge",
+            status="processing",
+            attempt=1,
+            amount=order.total_amount,
+            currency=order.currency,
+        )
+        session.add(charge)
+    elif charge.status in _FINAL:
+        return None
+    charge.status = "processing" if charge.status == "unavailable" else charge.status
+    order.payment_status = OrderPaymentStatus.PROCESSING.value
+    order.updated_at = func.now()
+    return ChargeRequest(
+        order_id=order_id,
+        amount=Money(charge.amount, charge.currency),
+        payment_method=order.payment_method,
+        idempotency_key=charge_idempotency_key(order_id, charge.attempt),
+        known_intent_id=charge.provider_id if charge.status == "requires_action" else None,
+    )
+
+
+def record_charge_result(session: Session, result: PaymentResult, *, order_id: str) -> None:
+    """Apply what the provider reported about the order's PaymentIntent. Safe to repeat."""
+    order = lock_order(session, order_id)
+    charge = _charge_of(session, order_id, lock=True)
+    if charge is None:  # a webhook about a charge we never started here
+        charge = Payment(
+            order_id=order_id,
+            kind="charge",
+            status="processing",
+            attempt=1,
+            amount=result.amount.amount,
+            currency=result.amount.currency,
+        )
+        session.add(charge)
+    if charge.status in _FINAL and (
+        charge.status == "succeeded" or result.status is not PaymentStatus.SUCCEEDED
+    ):
+        return  # already recorded, or a late failure after a success: never downgrade
+    charge.provider_id = result.intent_id
+    charge.updated_at = func.now()
+    if order.payment_intent_id is None:
+        order.payment_intent_id = result.intent_id
+    if result.status is PaymentStatus.SUCCEEDED:
+        _record_success(session, order, charge, result)
+    elif result.status is PaymentStatus.DECLINED:
+        _record_decline(session, order, charge, result.decline_code)
+    elif result.status is PaymentStatus.REQUIRES_ACTION and charge.status != "requires_action":
+        charge.status = "requires_action"
+        record_event(
+            session,
+            order.id,
+            "payment_requires_action",
+            SYSTEM_ACTOR,
+            {"payment_intent_id": result.intent_id},
+        )
+        order.updated_at = func.now()
+
+
+def give_up_charge(session: Session, order_id: str, reason: str) -> None:
+    """Retries are exhausted: park the order under a named reason an operator can re-drive.
+    The order stays pending with its stock held; ``orderflow redrive`` picks it up."""
+    order = lock_order(session, order_id)
+    charge = _charge_of(session, order_id, lock=True)
+    if order.status != OrderStatus.PENDING.value or charge is None or charge.status in _FINAL:
+        return
+    charge.status = "unavailable"
+    order.failure_reason = reason
+    order.updated_at = func.now()
+    record_event(session, order_id, "payment_unavailable", SYSTEM_ACTOR, {"reason": reason})
+
+
+def reject_charge(session: Session, order_id: str, code: str | None) -> None:
+    order = lock_order(session, order_id)
+    charge = _charge_of(session, order_id, lock=True)
+    if charge is None or charge.status in _FINAL:
+        return
+    _record_decline(session, order, charge, code or PAYMENT_REJECTED, reason=PAYMENT_REJECTED)
+
+
+def _record_success(session: Session, order: Order, charge: Payment, result: PaymentResult) -> None:
+    charge.status = "succeeded"
+    charge.decline_code = None
+    order.payment_status = OrderPaymentStatus.PAID.value
+    order.failure_reason = None
+    record_event(
+        session,
+        order.id,
+        "payment_succeeded",
+        SYSTEM_ACTOR,
+        {
+            "payment_intent_id": result.intent_id,
+            "amount": result.amount.amount,
+            "currency": result.amount.currency,
+        },
+    )
+    if order.status == OrderStatus.PENDING.value:
+        confirm_order(session, order)
+    else:
+        # Captured after the order was cancelled or failed: the money goes back.
+        log.warning("payment captured for an order no longer pending", order_id=order.id)
+        schedule(session, Step.REFUND_PAYMENT, order.id)
+
+
+def _record_decline(
+    session: Session,
+    order: Order,
+    charge: Payment,
+    code: str | None,
+    reason: str = PAYMENT_DECLINED,
+) -> None:
+    charge.status = "declined"
+    charge.decline_code = code
+    order.payment_status = OrderPaymentStatus.FAILED.value
+    record_event(
+        session,
+        order.id,
+        "payment_failed",
+        SYSTEM_ACTOR,
+        {"payment_intent_id": charge.provider_id, "decline_code": code},
+    )
+    if order.status == OrderStatus.PENDING.value:
+        fail_order(session, order, reason)
+
+
+def _charge_of(session: Session, order_id: str, *, lock: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.order_id == order_id, Payment.kind == "charge")
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query.execution_options(populate_existing=True))

@@ -1,0 +1,73 @@
+"""Issuing the invoice of a confirmed order: a gapless number per year, a PDF that is stored
+once and never changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from orderflow.fulfilment.steps import EmailKind, Step, schedule
+from orderflow.invoices.document import InvoiceDocument
+from orderflow.invoices.pdf import render_pdf
+from orderflow.models import Invoice, InvoiceCounter
+from orderflow.orders.events import SYSTEM_ACTOR, record_event
+from orderflow.orders.lifecycle import lock_order
+from orderflow.orders.state import OrderStatus
+
+#: Orders that were paid and are still going to the customer.
+INVOICED_STATUSES = (
+    OrderStatus.CONFIRMED.value,
+    OrderStatus.SHIPPED.value,
+    OrderStatus.DELIVERED.value,
+)
+
+
+def generate_invoice(session: Session, order_id: str) -> None:
+    """Issue the invoice, then schedule the confirmation e-mail. Safe to repeat."""
+    order = lock_order(session, order_id)
+    if order.status not in INVOICED_STATUSES or _invoice_exists(session, order_id):
+        return
+    issued_at = datetime.now(UTC)
+    year, sequence = issued_at.year, _next_number(session, issued_at.year)
+    number = f"INV-{year}-{sequence:06d}"
+    pdf = render_pdf(InvoiceDocument.from_order(order, number, issued_at))
+    session.add(
+        Invoice(
+            order_id=order_id,
+            number=number,
+            year=year,
+            sequence=sequence,
+            pdf=pdf,
+            issued_at=issued_at,
+        )
+    )
+    order.invoice_number = number
+    order.updated_at = func.now()
+    record_event(session, order_id, "invoice_generated", SYSTEM_ACTOR, {"number": number})
+    schedule(session, Step.SEND_EMAIL, order_id, kind=EmailKind.CONFIRMATION.value)
+
+
+def invoice_pdf(session: Session, order_id: str) -> bytes | None:
+    return session.scalar(select(Invoice.pdf).where(Invoice.order_id == order_id))
+
+
+def _next_number(session: Session, year: int) -> int:
+    """Take the year's next number. The counter row stays locked until the transaction ends,
+    so a rolled-back invoice gives its number back and the sequence has no gaps."""
+    statement = (
+        insert(InvoiceCounter)
+        .values(year=year, last_number=1)
+        .on_conflict_do_update(
+            index_elements=[InvoiceCounter.year],
+            set_={"last_number": InvoiceCounter.last_number + 1},
+        )
+        .returning(InvoiceCounter.last_number)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def _invoice_exists(session: Session, order_id: str) -> bool:
+    return session.scalar(select(Invoice.id).where(Invoice.order_id == order_id)) is not None

@@ -1,0 +1,105 @@
+"""Customer e-mails: one of each kind per order, whatever retries happen.
+
+A row per (order, kind) is claimed before the provider is called and marked sent after. A
+retry after a crash between the provider's answer and that mark sends again with the same
+message key: the local sender overwrites the same file, SendGrid gets the same Message-ID
+(SendGrid offers no idempotency key, so this narrow window is the one place an e-mail can
+reach the provider twice).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from orderflow.db import Database
+from orderflow.email import EmailMessage, EmailSender
+from orderflow.fulfilment.invoicing import INVOICED_STATUSES
+from orderflow.fulfilment.steps import EmailKind
+from orderflow.idempotency import email_message_key
+from orderflow.invoices.document import format_money
+from orderflow.models import EmailRecord, Order, User
+from orderflow.orders.events import SYSTEM_ACTOR, record_event
+from orderflow.orders.state import OrderStatus
+
+#: The statuses that call for each e-mail; an order that moved on is owed the earlier ones.
+EMAIL_STATUSES: dict[EmailKind, tuple[str, ...]] = {
+    EmailKind.CONFIRMATION: INVOICED_STATUSES,
+    EmailKind.SHIPPED: (OrderStatus.SHIPPED.value, OrderStatus.DELIVERED.value),
+    EmailKind.DELIVERED: (OrderStatus.DELIVERED.value,),
+    EmailKind.CANCELLED: (OrderStatus.CANCELLED.value,),
+    EmailKind.FAILED: (OrderStatus.FAILED.value,),
+}
+
+_SUBJECTS = {
+    EmailKind.CONFIRMATION: "Your order {id} is confirmed",
+    EmailKind.SHIPPED: "Your order {id} is on its way",
+    EmailKind.DELIVERED: "Your order {id} was delivered",
+    EmailKind.CANCELLED: "Your order {id} was cancelled",
+    EmailKind.FAILED: "We could not complete your order {id}",
+}
+
+
+def send_email(database: Database, sender: EmailSender, order_id: str, kind: EmailKind) -> None:
+    with database.unit_of_work() as session:
+        message = claim_email(session, order_id, kind)
+    if message is None:
+        return
+    provider_id = sender.send(message)
+    with database.unit_of_work() as session:
+        mark_sent(session, order_id, kind, provider_id)
+
+
+def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessage | None:
+    order = session.get(Order, order_id)
+    customer = session.get(User, order.customer_id) if order else None
+    if order is None or customer is None or order.status not in EMAIL_STATUSES[kind]:
+        return None
+    if kind is EmailKind.CONFIRMATION and order.invoice_number is None:
+        return None
+    session.execute(
+        insert(EmailRecord)
+        .values(order_id=order_id, kind=kind.value, status="sending", recipient=customer.email)
+        .on_conflict_do_nothing(constraint="emails_one_per_kind")
+    )
+    status = session.scalar(
+        select(EmailRecord.status).where(
+            EmailRecord.order_id == order_id, EmailRecord.kind == kind.value
+        )
+    )
+    if status == "sent":
+        return None
+    return compose(order, customer, kind)
+
+
+def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str) -> None:
+    record = session.scalar(
+        select(EmailRecord)
+        .where(EmailRecord.order_id == order_id, EmailRecord.kind == kind.value)
+        .with_for_update()
+    )
+    if record is None or record.status == "sent":
+        return
+    record.status, record.provider_message_id, record.sent_at = "sent", provider_id, func.now()
+    record_event(session, order_id, "email_sent", SYSTEM_ACTOR, {"kind": kind.value})
+
+
+def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
+    greeting = f"Hello {customer.name or customer.email},"
+    lines = "\n".join(f"  {line.quantity} x {line.name} ({line.sku})" for line in order.lines)
+    body = {
+        EmailKind.CONFIRMATION: f"thank you! We received your payment of "
+        f"{format_money(order.total)}. Invoice {order.invoice_number}.",
+        EmailKind.SHIPPED: "your order has shipped.",
+        EmailKind.DELIVERED: "your order was delivered. Enjoy!",
+        EmailKind.CANCELLED: "your order was cancelled. Any payment is refunded in full.",
+        EmailKind.FAILED: f"we could not complete your order ({order.failure_reason}). "
+        "You have not been charged.",
+    }[kind]
+    return EmailMessage(
+        to=customer.email,
+        subject=_SUBJECTS[kind].format(id=order.id),
+        text=f"{greeting}\n\n{body}\n\nOrder {order.id}:\n{lines}\n",
+        message_key=email_message_key(order.id, kind.value),
+    )

@@ -1,0 +1,40 @@
+"""Stock held by an order, and giving it back exactly once."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from orderflow.models import Product, StockReservation
+from orderflow.orders.events import SYSTEM_ACTOR, record_event
+
+
+def has_reservations(session: Session, order_id: str) -> bool:
+    found = session.scalar(
+        select(StockReservation.id).where(StockReservation.order_id == order_id).limit(1)
+    )
+    return found is not None
+
+
+def release_stock(session: Session, order_id: str) -> int:
+    """Give back what the order holds. Marking the reservations released and restoring the
+    stock happen in one statement pair of one transaction, so it happens once."""
+    released = session.execute(
+        update(StockReservation)
+        .where(StockReservation.order_id == order_id, StockReservation.released_at.is_(None))
+        .values(released_at=func.now())
+        .returning(StockReservation.product_id, StockReservation.quantity)
+    ).all()
+    for product_id, quantity in sorted(released):
+        session.execute(
+            update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
+        )
+    if released:
+        record_event(
+            session,
+            order_id,
+            "stock_released",
+            SYSTEM_ACTOR,
+            {"lines": [{"product_id": p, "quantity": q} for p, q in sorted(released)]},
+        )
+    return len(released)

@@ -1,0 +1,65 @@
+"""Reserving stock for an order: all lines or none, never below zero."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy import func, update
+from sqlalchemy.orm import Session
+
+from orderflow.fulfilment.outcomes import fail_order
+from orderflow.fulfilment.reservations import has_reservations
+from orderflow.fulfilment.steps import Step, schedule
+from orderflow.models import Order, Product, StockReservation
+from orderflow.orders.events import SYSTEM_ACTOR, record_event
+from orderflow.orders.lifecycle import lock_order
+from orderflow.orders.state import OrderStatus
+
+log = structlog.get_logger(__name__)
+
+INSUFFICIENT_STOCK = "insufficient_stock"
+
+
+def reserve_stock(session: Session, order_id: str) -> None:
+    """Take stock for every line of a pending order, then schedule the charge.
+
+    Lines are taken in product-id order with a conditional ``UPDATE … WHERE stock >= qty``,
+    so concurrent orders never deadlock and stock never goes below zero. A short line
+    undoes the lines already taken (savepoint) and fails the order.
+    """
+    order = lock_order(session, order_id)
+    if order.status != OrderStatus.PENDING.value or has_reservations(session, order_id):
+        return
+    short = _take_all_lines(session, order)
+    if short is not None:
+        log.info("stock short", order_id=order_id, product_id=short)
+        fail_order(session, order, INSUFFICIENT_STOCK, {"product_id": short})
+        return
+    record_event(
+        session,
+        order_id,
+        "stock_reserved",
+        SYSTEM_ACTOR,
+        {"lines": [{"product_id": li.product_id, "quantity": li.quantity} for li in order.lines]},
+    )
+    order.updated_at = func.now()
+    schedule(session, Step.CHARGE_PAYMENT, order_id)
+
+
+def _take_all_lines(session: Session, order: Order) -> str | None:
+    """Reserve every line or none; return the first product that was short."""
+    savepoint = session.begin_nested()
+    for line in sorted(order.lines, key=lambda line: line.product_id):
+        taken = session.execute(
+            update(Product)
+            .where(Product.id == line.product_id, Product.stock >= line.quantity)
+            .values(stock=Product.stock - line.quantity)
+            .returning(Product.id)
+        ).first()
+        if taken is None:
+            savepoint.rollback()
+            return line.product_id
+        session.add(
+            StockReservation(order_id=order.id, product_id=line.product_id, quantity=line.quantity)
+        )
+    savepoint.commit()
+    return None

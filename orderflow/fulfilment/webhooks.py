@@ -1,0 +1,108 @@
+"""Payment provider events (verified by the API) applied to orders.
+
+Each event id is stored the first time it is seen, in the same transaction as its effect, so
+a redelivered event is acknowledged and changes nothing. Effects go through the same
+recording functions the worker uses, which never apply an outcome twice or downgrade one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from orderflow.fulfilment.charging import record_charge_result
+from orderflow.fulfilment.refunds import record_refund
+from orderflow.models import Order, Payment, WebhookEvent
+from orderflow.money import Money
+from orderflow.payments import PaymentResult, PaymentStatus
+
+log = structlog.get_logger(__name__)
+
+_INTENT_OUTCOMES = {
+    "payment_intent.succeeded": PaymentStatus.SUCCEEDED,
+    "payment_intent.payment_failed": PaymentStatus.DECLINED,
+}
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    id: str
+    type: str
+    object: dict[str, Any]
+
+
+def handle_payment_event(session: Session, event: ProviderEvent) -> str:
+    """Apply one event; answer what happened (``applied``, ``duplicate``, ``ignored``)."""
+    first_time = session.execute(
+        insert(WebhookEvent)
+        .values(id=event.id, provider="stripe", type=event.type)
+        .on_conflict_do_nothing()
+        .returning(WebhookEvent.id)
+    ).first()
+    if first_time is None:
+        return "duplicate"
+    if event.type in _INTENT_OUTCOMES:
+        intent_id = str(event.object.get("id"))
+        metadata = event.object.get("metadata") or {}
+        return _apply_intent(session, event, intent_id, metadata.get("order_id"))
+    if event.type == "charge.refunded":
+        return _apply_refund(session, event)
+    return "ignored"
+
+
+def _apply_intent(
+    session: Session, event: ProviderEvent, intent_id: str, metadata_order_id: str | None
+) -> str:
+    order_id = find_order_id(session, intent_id, metadata_order_id)
+    if order_id is None:
+        log.info("webhook for an unknown payment intent", event_id=event.id, intent_id=intent_id)
+        return "ignored"
+    error = event.object.get("last_payment_error") or {}
+    result = PaymentResult(
+        intent_id=intent_id,
+        status=_INTENT_OUTCOMES[event.type],
+        amount=Money(int(event.object["amount"]), str(event.object["currency"])),
+        decline_code=error.get("decline_code") or error.get("code"),
+        order_id=order_id,
+    )
+    _mark_event_order(session, event.id, order_id)
+    record_charge_result(session, result, order_id=order_id)
+    return "applied"
+
+
+def _apply_refund(session: Session, event: ProviderEvent) -> str:
+    intent_id = str(event.object.get("payment_intent"))
+    metadata = event.object.get("metadata") or {}
+    order_id = find_order_id(session, intent_id, metadata.get("order_id"))
+    if order_id is None:
+        return "ignored"
+    refunds = (event.object.get("refunds") or {}).get("data") or [{}]
+    amount = Money(int(event.object["amount_refunded"]), str(event.object["currency"]))
+    _mark_event_order(session, event.id, order_id)
+    record_refund(session, order_id, refunds[0].get("id"), amount)
+    return "applied"
+
+
+def find_order_id(session: Session, intent_id: str, metadata_order_id: str | None) -> str | None:
+    """By the intent id we recorded, then by the ``metadata.order_id`` we set on it."""
+    by_intent = session.scalar(
+        select(Order.id)
+        .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.kind == "charge"))
+        .where(or_(Order.payment_intent_id == intent_id, Payment.provider_id == intent_id))
+        .limit(1)
+    )
+    if by_intent is not None:
+        return str(by_intent)
+    if metadata_order_id and session.get(Order, metadata_order_id) is not None:
+        return metadata_order_id
+    return None
+
+
+def _mark_event_order(session: Session, event_id: str, order_id: str) -> None:
+    stored = session.get(WebhookEvent, event_id)
+    if stored is not None:
+        stored.order_id = order_id

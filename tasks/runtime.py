@@ -1,0 +1,35 @@
+"""What tasks need per worker process, built on first use (after the fork), never at import."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from orderflow.db import Database, make_engine
+from orderflow.email import EmailSender, email_sender_from_settings
+from orderflow.payments import PaymentProvider, payment_provider_from_settings
+from orderflow.settings import Settings, get_settings
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@cache
+def database() -> Database:
+    return Database(make_engine(settings(), pool_size=2))
+
+
+@cache
+def payment_provider() -> PaymentProvider:
+    return payment_provider_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+
+
+@cache
+def email_sender() -> EmailSender:
+    return email_sender_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+
+
+def reset() -> None:
+    """Forget what a parent process built; called in each new worker process."""
+    for built in (database, payment_provider, email_sender):
+        built.cache_clear()

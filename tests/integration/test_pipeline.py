@@ -1,0 +1,354 @@
+"""The fulfilment pipeline with real worker processes, on the local providers and on the real
+Stripe/SendGrid adapters talking to their wire-level stubs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from orderflow.db import Database
+from orderflow.email import email_sender_from_settings
+from orderflow.email.local import LocalEmailSender
+from orderflow.fulfilment import charging, invoicing, notifications, refunds, stock
+from orderflow.fulfilment.steps import EmailKind
+from orderflow.idempotency import email_message_key
+from orderflow.models import (
+    EmailRecord,
+    Invoice,
+    OrderEvent,
+    Payment,
+    Product,
+    StockReservation,
+)
+from orderflow.payments import PaymentStatus, payment_provider_from_settings
+from orderflow.payments.local import LocalPaymentProvider
+from orderflow.settings import Settings
+from tests.conftest import order_body, system_env, wait_for_status
+from tests.stubs import STRIPE_WEBHOOK_SECRET
+from tests.stubs.fixtures import stub_provider_env
+from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.stripe_server import StripeStub, fake_payment_intent, signed_event
+from tests.system import wait_until
+
+AT_REST = {"confirmed", "failed", "cancelled"}
+
+
+@dataclass
+class Edge:
+    """What reached the outside world, counted where it arrived."""
+
+    kind: str
+    settings: Settings
+    database: Database
+    stripe: StripeStub | None = None
+    sendgrid: SendGridStub | None = None
+
+    def charges(self, order_id: str) -> int:
+        if self.stripe is not None:
+            return len(self.stripe.succeeded_charges(order_id))
+        return _count(self.database, Payment, order_id, kind="charge", status="succeeded")
+
+    def refunds(self, order_id: str) -> int:
+        if self.stripe is not None:
+            return len(self.stripe.refunds(order_id=order_id))
+        return _count(self.database, Payment, order_id, kind="refund", status="succeeded")
+
+    def emails(self, order_id: str, kind: str) -> int:
+        key = email_message_key(order_id, kind)
+        if self.sendgrid is not None:
+            return len(self.sendgrid.messages(key))
+        sender = LocalEmailSender(self.settings.emails_dir, self.settings.email_from)
+        return int(sender.read(key) is not None)
+
+    def provider_settings(self) -> Settings:
+        """Settings equal to the workers', for running steps by hand in this process."""
+        env = system_env(self.settings)
+        if self.stripe is not None and self.sendgrid is not None:
+            env.update(stub_provider_env(self.stripe, self.sendgrid))
+        return Settings(**{k.removeprefix("ORDERFLOW_").lower(): v for k, v in env.items()})
+
+
+def _count(database: Database, model: Any, order_id: str, **where: Any) -> int:
+    with database.unit_of_work() as session:
+        query = select(func.count()).select_from(model).where(model.order_id == order_id)
+        for column, value in where.items():
+            query = query.where(getattr(model, column) == value)
+        return session.scalar(query) or 0
+
+
+@pytest.fixture(params=["local", "stubs"])
+def edge(request: pytest.FixtureRequest, settings: Settings, database: Database) -> Edge:
+    if request.param == "local":
+        request.getfixturevalue("local_pipeline")
+        return Edge("local", settings, database)
+    request.getfixturevalue("stub_pipeline")
+    return Edge(
+        "stubs",
+        settings,
+        database,
+        stripe=request.getfixturevalue("stripe_stub_shared"),
+        sendgrid=request.getfixturevalue("sendgrid_stub_shared"),
+    )
+
+
+def _place(client: httpx.Client, product: Product, qty: int = 1, pm: str = "pm_card_visa") -> str:
+    answer = client.post("/orders", json=order_body((product.id, qty), payment_method=pm))
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def _stock(database: Database, product_id: str) -> int:
+    with database.unit_of_work() as session:
+        return int(session.get(Product, product_id).stock)  # type: ignore[union-attr]
+
+
+def _events(client: httpx.Client, order_id: str) -> list[str]:
+    page = client.get(f"/orders/{order_id}/events", params={"limit": 100}).json()
+    return [event["type"] for event in page["items"]]
+
+
+def _wait_email(edge: Edge, order_id: str, kind: str) -> None:
+    wait_until(lambda: _count(edge.database, EmailRecord, order_id, kind=kind, status="sent"), 30)
+
+
+def test_happy_path_confirms_with_invoice_and_one_email(
+    edge: Edge, customer: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    product = make_product(price=5025, stock=5)
+    order_id = _place(customer, product, 2)
+    order = wait_for_status(customer, order_id, AT_REST)
+    assert (order["status"], order["payment_status"]) == ("confirmed", "paid")
+    assert order["payment_intent_id"]
+    _wait_email(edge, order_id, "confirmation")
+    order = customer.get(f"/orders/{order_id}").json()
+    assert order["invoice_number"].startswith("INV-")
+    invoice = customer.get(f"/orders/{order_id}/invoice")
+    assert invoice.headers["content-type"] == "application/pdf"
+    assert invoice.content.startswith(b"%PDF")
+    assert _stock(edge.database, product.id) == 3
+    assert edge.charges(order_id) == 1
+    assert edge.emails(order_id, "confirmation") == 1
+    assert _events(customer, order_id) == [
+        "order_placed",
+        "stock_reserved",
+        "payment_succeeded",
+        "status_changed",
+        "invoice_generated",
+        "email_sent",
+    ]
+
+
+@pytest.mark.parametrize(
+    "method", ["pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"]
+)
+def test_decline_fails_the_order_and_gives_stock_back(
+    edge: Edge, customer: httpx.Client, make_product: Callable[..., Product], method: str
+) -> None:
+    product = make_product(stock=4)
+    order_id = _place(customer, product, 3, method)
+    order = wait_for_status(customer, order_id, AT_REST)
+    assert (order["status"], order["payment_status"]) == ("failed", "failed")
+    assert order["failure_reason"] == "payment_declined"
+    assert _stock(edge.database, product.id) == 4
+    assert edge.charges(order_id) == 0
+    _wait_email(edge, order_id, "failed")
+    assert edge.emails(order_id, "failed") == 1
+    assert customer.get(f"/orders/{order_id}/invoice").status_code == 404
+
+
+def test_short_stock_fails_the_order(
+    edge: Edge, customer: httpx.Client, admin: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    product = make_product(stock=2)
+    order_id = _place(customer, product, 2)
+    admin.patch(f"/products/{product.id}", json={"stock": 1})  # sold elsewhere meanwhile
+    order = wait_for_status(customer, order_id, AT_REST)
+    assert (order["status"], order["failure_reason"]) == ("failed", "insufficient_stock")
+    assert _stock(edge.database, product.id) == 1
+    assert edge.charges(order_id) == 0
+
+
+def _post_webhook(api: httpx.Client, payload: bytes, signature: str) -> httpx.Response:
+    return api.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
+
+
+def _succeeded_event(
+    edge: Edge, order: dict[str, Any], event_id: str | None = None
+) -> tuple[bytes, str]:
+    intent_id = order["payment_intent_id"]
+    if edge.stripe is not None:
+        if edge.stripe.payment_intent(intent_id)["status"] == "requires_action":
+            edge.stripe.complete_action(intent_id)
+        return edge.stripe.intent_event(
+            "payment_intent.succeeded", intent_id, STRIPE_WEBHOOK_SECRET, event_id=event_id
+        )
+    local = LocalPaymentProvider(store_dir=edge.settings.state_dir / "payments")
+    if local.retrieve(intent_id).status is PaymentStatus.REQUIRES_ACTION:
+        local.complete_action(intent_id)  # the customer finished 3-D Secure
+    intent = fake_payment_intent(intent_id, amount=order["total"], order_id=order["id"])
+    return signed_event(
+        "payment_intent.succeeded", intent, STRIPE_WEBHOOK_SECRET, event_id=event_id
+    )
+
+
+def _wait_for_action(customer: httpx.Client, order_id: str) -> dict[str, Any]:
+    def waiting() -> bool:
+        return "payment_requires_action" in _events(customer, order_id)
+
+    wait_until(waiting, 30)
+    return customer.get(f"/orders/{order_id}").json()
+
+
+def test_requires_action_waits_for_the_webhook(
+    edge: Edge,
+    customer: httpx.Client,
+    api: httpx.Client,
+    make_product: Callable[..., Product],
+) -> None:
+    product = make_product(stock=3)
+    order_id = _place(customer, product, 1, "pm_card_authenticationRequired")
+    order = _wait_for_action(customer, order_id)
+    assert (order["status"], order["payment_status"]) == ("pending", "processing")
+    assert _stock(edge.database, product.id) == 2
+
+    payload, signature = _succeeded_event(edge, order, "evt_action_done")
+    for _ in range(3):  # duplicates are acknowledged and ignored
+        assert _post_webhook(api, payload, signature).status_code == 200
+    order = wait_for_status(customer, order_id, AT_REST)
+    assert order["status"] == "confirmed"
+    assert _events(customer, order_id).count("payment_succeeded") == 1
+    _wait_email(edge, order_id, "confirmation")
+
+
+def test_duplicate_and_reordered_webhooks_apply_once(
+    edge: Edge,
+    customer: httpx.Client,
+    api: httpx.Client,
+    make_product: Callable[..., Product],
+) -> None:
+    product = make_product(stock=3)
+    order_id = _place(customer, product, 1, "pm_card_authenticationRequired")
+    order = _wait_for_action(customer, order_id)
+    succeeded = _succeeded_event(edge, order, "evt_ok")
+    failed_intent = fake_payment_intent(
+        order["payment_intent_id"],
+        amount=order["total"],
+        status="requires_payment_method",
+        order_id=order_id,
+    )
+    late_failure = signed_event(
+        "payment_intent.payment_failed", failed_intent, STRIPE_WEBHOOK_SECRET, event_id="evt_late"
+    )
+    for payload, signature in (succeeded, succeeded, late_failure, succeeded, late_failure):
+        assert _post_webhook(api, payload, signature).status_code == 200
+    order = wait_for_status(customer, order_id, AT_REST)
+    assert order["status"] == "confirmed"
+    events = _events(customer, order_id)
+    assert events.count("payment_succeeded") == 1
+    assert "payment_failed" not in events
+
+
+def test_thirty_buyers_for_ten_units(
+    edge: Edge,
+    make_user: Callable[..., Any],
+    login_as: Callable[..., httpx.Client],
+    make_product: Callable[..., Product],
+) -> None:
+    product = make_product(stock=10)
+    buyers = [login_as(make_user()) for _ in range(30)]
+    admin_stock_check = 10
+    with ThreadPoolExecutor(30) as pool:
+        order_ids = list(pool.map(lambda c: _place(c, product, 1), buyers))
+    finals = [
+        wait_for_status(c, o, AT_REST, timeout=60) for c, o in zip(buyers, order_ids, strict=True)
+    ]
+    statuses = sorted(order["status"] for order in finals)
+    assert statuses.count("confirmed") == admin_stock_check
+    assert statuses.count("failed") == 20
+    assert {o["failure_reason"] for o in finals if o["status"] == "failed"} == {
+        "insufficient_stock"
+    }
+    assert _stock(edge.database, product.id) == 0
+    assert sum(edge.charges(o) for o in order_ids) == 10
+
+
+def test_cancel_after_confirm_refunds_once_and_restores_stock(
+    edge: Edge, customer: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    product = make_product(stock=5, price=1999)
+    order_id = _place(customer, product, 2)
+    assert wait_for_status(customer, order_id, AT_REST)["status"] == "confirmed"
+    for _ in range(3):
+        assert customer.delete(f"/orders/{order_id}").status_code == 204
+    assert _stock(edge.database, product.id) == 5
+
+    def refunded() -> bool:
+        return customer.get(f"/orders/{order_id}").json()["payment_status"] == "refunded"
+
+    wait_until(refunded, 30)
+    _wait_email(edge, order_id, "cancelled")
+    assert edge.refunds(order_id) == 1
+    if edge.stripe is not None:
+        assert edge.stripe.captured_amount(order_id) == 0
+        assert edge.stripe.count("POST", "/v1/refunds", replayed=False) == 1
+    events = _events(customer, order_id)
+    assert events.count("payment_refunded") == 1
+    assert events.count("stock_released") == 1
+
+
+def _snapshot(edge: Edge, order_id: str, product_id: str) -> dict[str, int]:
+    db = edge.database
+    return {
+        "events": _count(db, OrderEvent, order_id),
+        "payments": _count(db, Payment, order_id),
+        "invoices": _count(db, Invoice, order_id),
+        "emails": _count(db, EmailRecord, order_id),
+        "reservations": _count(db, StockReservation, order_id),
+        "stock": _stock(db, product_id),
+        "charges": edge.charges(order_id),
+        "refunds": edge.refunds(order_id),
+        "confirmation": edge.emails(order_id, "confirmation"),
+    }
+
+
+def test_every_step_run_twice_by_hand_has_no_second_effect(
+    edge: Edge, customer: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    product = make_product(stock=5)
+    confirmed = _place(customer, product, 1)
+    cancelled = _place(customer, product, 1)
+    for order_id in (confirmed, cancelled):
+        wait_for_status(customer, order_id, {"confirmed"})
+        _wait_email(edge, order_id, "confirmation")
+    customer.delete(f"/orders/{cancelled}")
+    wait_until(
+        lambda: customer.get(f"/orders/{cancelled}").json()["payment_status"] == "refunded", 30
+    )
+    _wait_email(edge, cancelled, "cancelled")
+    before = {o: _snapshot(edge, o, product.id) for o in (confirmed, cancelled)}
+
+    settings = edge.provider_settings()
+    provider = payment_provider_from_settings(settings)
+    sender = email_sender_from_settings(settings)
+    db = edge.database
+    for _ in range(2):
+        for order_id in (confirmed, cancelled):
+            with db.unit_of_work() as session:
+                stock.reserve_stock(session, order_id)
+            charging.charge_payment(db, provider, order_id)
+            with db.unit_of_work() as session:
+                invoicing.generate_invoice(session, order_id)
+            for kind in EmailKind:
+                notifications.send_email(db, sender, order_id, kind)
+            refunds.refund_payment(db, provider, order_id)
+    assert {o: _snapshot(edge, o, product.id) for o in (confirmed, cancelled)} == before
