@@ -69,6 +69,11 @@ _CHECKS: dict[str, str] = {
         FROM orders o JOIN invoices i ON i.order_id = o.id
         LEFT JOIN emails e ON e.order_id = o.id AND e.kind = 'confirmation' AND e.status = 'sent'
         WHERE e.id IS NULL AND o.status IN ('confirmed', 'shipped', 'delivered')""",
+    "status_email_sent": """
+        SELECT o.id, 'no ' || o.status || ' e-mail sent'
+        FROM orders o
+        LEFT JOIN emails e ON e.order_id = o.id AND e.kind = o.status AND e.status = 'sent'
+        WHERE o.status IN ('shipped', 'delivered', 'cancelled', 'failed') AND e.id IS NULL""",
     "ended_order_refunded": """
         SELECT o.id, o.status || ' but its capture was not refunded'
         FROM orders o JOIN payments c ON c.order_id = o.id AND c.kind = 'charge'

@@ -28,8 +28,7 @@ from orderflow.models import Base, Product, User
 from orderflow.money import Money
 from orderflow.settings import Settings
 from tests import services
-from tests.stubs import STRIPE_WEBHOOK_SECRET
-from tests.stubs.fixtures import stub_provider_env
+from tests.stubs import STRIPE_WEBHOOK_SECRET, stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
 from tests.stubs.stripe_server import StripeStub
 from tests.system import SystemProcesses, wait_until

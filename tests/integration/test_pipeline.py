@@ -30,8 +30,7 @@ from orderflow.payments import PaymentStatus, payment_provider_from_settings
 from orderflow.payments.local import LocalPaymentProvider
 from orderflow.settings import Settings
 from tests.conftest import order_body, system_env, wait_for_status
-from tests.stubs import STRIPE_WEBHOOK_SECRET
-from tests.stubs.fixtures import stub_provider_env
+from tests.stubs import STRIPE_WEBHOOK_SECRET, stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
 from tests.stubs.stripe_server import StripeStub, fake_payment_intent, signed_event
 from tests.system import wait_until

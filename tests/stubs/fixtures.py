@@ -39,7 +39,6 @@ __all__ = [
     "stripe_stub",
     "stripe_stub_session",
     "stripe_stub_shared",
-    "stub_provider_env",
 ]
 
 
@@ -105,17 +104,3 @@ def sendgrid_sender(sendgrid_stub: SendGridStub) -> SendGridEmailSender:
 @pytest.fixture
 def local_email_sender(tmp_path: Path) -> LocalEmailSender:
     return LocalEmailSender(tmp_path / "emails", EMAIL_FROM)
-
-
-def stub_provider_env(stripe: StripeStub, sendgrid: SendGridStub) -> dict[str, str]:
-    """``ORDERFLOW_*`` variables that point a process (API, worker) at the stubs."""
-    return {
-        "ORDERFLOW_PAYMENT_PROVIDER": "stripe",
-        "ORDERFLOW_STRIPE_API_KEY": stripe.api_key,
-        "ORDERFLOW_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-        "ORDERFLOW_STRIPE_API_BASE": stripe.url,
-        "ORDERFLOW_EMAIL_PROVIDER": "sendgrid",
-        "ORDERFLOW_SENDGRID_API_KEY": sendgrid.api_key,
-        "ORDERFLOW_SENDGRID_HOST": sendgrid.url,
-        "ORDERFLOW_EMAIL_FROM": EMAIL_FROM,
-    }
