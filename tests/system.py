@@ -1,11 +1,12 @@
-"""Real processes of the system under test: Celery workers, beat and the outbox relay,
-started as subprocesses against the test's own database and Redis db."""
+"""Real processes of the system under test: the API, Celery workers, beat and the outbox
+relay, started as subprocesses against the test's own database and Redis db."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from celeryconfig import STEP_QUEUES
 
@@ -87,6 +90,23 @@ class SystemProcesses:
             "INFO",
         )
 
+    def start_api(self, port: int, name: str = "api") -> subprocess.Popen[bytes]:
+        process = self._start(
+            name,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        )
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        return process
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill a process and everything it started (a worker's pool processes too)."""
         process = self.processes.pop(name)
@@ -101,4 +121,17 @@ class SystemProcesses:
 
     def stop(self) -> None:
         for name in list(self.processes):
-            self.kill(name, signal.SIGTERM if name != "worker" else signal.SIGKILL)
+            self.kill(name)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -9,12 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text
 
-from orderflow.audit import audit
 from orderflow.db import Database
-from orderflow.models import Order, Product, StockReservation
+from orderflow.models import Product
 from tests.conftest import order_body
+from tests.invariants import assert_promises_kept, everything_at_rest
 from tests.system import SystemProcesses, wait_until
 
 ORDERS = 220
@@ -24,20 +23,6 @@ METHODS = ["pm_card_visa"] * 7 + [
     "pm_card_chargeDeclinedInsufficientFunds",
     "pm_card_authenticationRequired",
 ]
-
-
-def _at_rest(database: Database) -> bool:
-    """Every order confirmed, failed or cancelled, or waiting on its customer's action, and
-    every e-mail and refund it is owed delivered (the audit is clean)."""
-    with database.unit_of_work() as session:
-        moving = session.scalar(
-            text(
-                """SELECT count(*) FROM orders o WHERE o.status = 'pending' AND NOT EXISTS (
-                     SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.kind = 'charge'
-                     AND p.status = 'requires_action')"""
-            )
-        )
-        return moving == 0 and not audit(session)
 
 
 def test_two_hundred_orders_from_twenty_clients_keep_every_promise(
@@ -69,36 +54,8 @@ def test_two_hundred_orders_from_twenty_clients_keep_every_promise(
     accepted = [order_id for status, order_id in answers if status == 201]
     assert len(accepted) >= 100
 
-    wait_until(lambda: _at_rest(database), timeout=180, interval=0.5)
-
-    with database.unit_of_work() as session:
-        assert audit(session) == []
-        assert session.scalar(select(func.count()).select_from(Order)) == len(accepted)
-        for product_id, start in initial.items():
-            left = session.get(Product, product_id).stock  # type: ignore[union-attr]
-            held = session.scalar(
-                select(func.coalesce(func.sum(StockReservation.quantity), 0)).where(
-                    StockReservation.product_id == product_id,
-                    StockReservation.released_at.is_(None),
-                )
-            )
-            assert left >= 0
-            assert left + held == start, product_id
-        captured, confirmed_total = session.execute(
-            text(
-                """SELECT
-                     (SELECT coalesce(sum(amount), 0) FROM payments
-                       WHERE kind = 'charge' AND status = 'succeeded')
-                     - (SELECT coalesce(sum(amount), 0) FROM payments
-                       WHERE kind = 'refund' AND status = 'succeeded'),
-                     (SELECT coalesce(sum(total_amount), 0) FROM orders
-                       WHERE status = 'confirmed')"""
-            )
-        ).one()
-        assert captured == confirmed_total
-        statuses = dict(
-            session.execute(select(Order.status, func.count()).group_by(Order.status)).all()
-        )
+    wait_until(lambda: everything_at_rest(database), timeout=180, interval=0.5)
+    statuses = assert_promises_kept(database, initial, set(accepted))
     assert statuses.get("confirmed", 0) > 0
     assert statuses.get("failed", 0) > 0
     assert statuses.get("cancelled", 0) > 0

@@ -1,0 +1,110 @@
+"""A whole system per chaos test: its own database and Redis db, the API, relay, worker and
+beat as subprocesses, demo shoppers, and the checks that run once the dust settles."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from orderflow.auth.service import login, register_user
+from orderflow.catalogue.service import NewProduct, create_product
+from orderflow.db import Database, make_engine
+from orderflow.migrate import upgrade_to_head
+from orderflow.money import Money
+from orderflow.settings import Settings
+from tests import services
+from tests.chaos.shoppers import Shoppers
+from tests.conftest import system_env
+from tests.invariants import assert_promises_kept, everything_at_rest
+from tests.system import SystemProcesses, free_port, wait_until
+
+#: Orders per chaos test: small in ``make test``, larger in ``make chaos``.
+CHAOS_ORDERS = int(os.environ.get("ORDERFLOW_CHAOS_ORDERS", "40"))
+SETTLE_SECONDS = 150.0
+
+
+@dataclass
+class ChaosSystem:
+    settings: Settings
+    database: Database
+    processes: SystemProcesses
+    env: dict[str, str]
+    api_port: int = field(default_factory=free_port)
+    initial_stock: dict[str, int] = field(default_factory=dict)
+    tokens: list[str] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, workers: int = 1) -> None:
+        self.processes.start_api(self.api_port)
+        self.processes.start_relay()
+        self.processes.start_beat()
+        for index in range(workers):
+            self.processes.start_worker(f"worker{index or ''}")
+
+    def stock_up(self, products: int = 5, stock: int = 60) -> None:
+        with self.database.unit_of_work() as session:
+            for index in range(products):
+                product = create_product(
+                    session,
+                    NewProduct(
+                        f"CHAOS-{index}", f"Chaos {index}", Money(1000 + index, "usd"), stock
+                    ),
+                )
+                self.initial_stock[product.id] = stock
+            for index in range(8):
+                register_user(session, f"shopper{index}@example.com", "shopper-pass-1", None)
+        for index in range(8):
+            with self.database.unit_of_work() as session:
+                email = f"shopper{index}@example.com"
+                pair = login(session, self.settings, email, "shopper-pass-1")
+                self.tokens.append(pair.access_token)
+
+    def shoppers(self, **options: object) -> Shoppers:
+        return Shoppers(self.api_url, self.tokens, list(self.initial_stock), **options)  # type: ignore[arg-type]
+
+    def settle_and_check(self, shoppers: Shoppers) -> dict[str, int]:
+        """Wait until every order is at rest, then check every promise."""
+        wait_until(lambda: everything_at_rest(self.database), SETTLE_SECONDS, interval=0.5)
+        return assert_promises_kept(
+            self.database, self.initial_stock, set(shoppers.accepted.values())
+        )
+
+
+@pytest.fixture
+def chaos(tmp_path: Path, worker_name: str) -> Iterator[ChaosSystem]:
+    server_url = os.environ["ORDERFLOW_TEST_DATABASE_URL"]
+    name = f"orderflow_chaos_{uuid.uuid4().hex[:10]}"
+    database_url = services.create_database(server_url, name)
+    upgrade_to_head(database_url)
+    base = os.environ["ORDERFLOW_TEST_REDIS_URL"]
+    redis_db, release = services.claim_redis_db(base, int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]))
+    settings = Settings(
+        environment="test",
+        database_url=database_url,
+        redis_url=f"{base.rstrip('/')}/{redis_db}",
+        state_dir=tmp_path / "state",
+        jwt_secret="chaos-" + uuid.uuid4().hex * 2,
+    )
+    env = system_env(
+        settings,
+        ORDERFLOW_SWEEP_STALL_SECONDS="3",
+        ORDERFLOW_PROVIDER_MAX_RETRIES="5",
+    )
+    database = Database(make_engine(settings, pool_size=2))
+    processes = SystemProcesses(env, tmp_path)
+    system = ChaosSystem(settings, database, processes, env)
+    try:
+        yield system
+    finally:
+        processes.stop()
+        database.dispose()
+        release()
+        services.drop_database(server_url, name)
