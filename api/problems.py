@@ -8,7 +8,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from orderflow.errors import OrderflowError
 
@@ -103,9 +105,30 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     detail = error.detail if isinstance(error.detail, str) else _TITLES.get(error.status_code, "")
     if error.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.url.path}"
+    headers = dict(error.headers or {})
     if error.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem(error.status_code, detail, headers=dict(error.headers or {}) or None)
+        # Starlette names only the methods of the first route whose path matched; a resource
+        # served by several routes (GET, PATCH, DELETE /products/{id}) supports them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(error.status_code, detail, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """PostgreSQL restarting or unreachable: nothing was written; the client may retry."""
+    log.warning("database unavailable", path=request.url.path, error=type(error).__name__)
+    return problem(
+        503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"}
+    )
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -117,4 +140,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OrderflowError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -117,8 +117,13 @@ def database(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
-def clean_database(database: Database, redis_url: str) -> Database:
-    """Empty every table and the broker's db, so a test sees only what it made."""
+def clean_database(
+    request: pytest.FixtureRequest, database: Database, redis_url: str, pipelines: Pipelines
+) -> Database:
+    """Empty every table and the broker's db, so a test sees only what it made. Worker
+    processes keep running only for tests marked ``workers``."""
+    if request.node.get_closest_marker("workers") is None:
+        pipelines.stop()
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     for attempt in range(5):  # workers still finishing the last test may hold a lock
         try:

@@ -13,14 +13,15 @@ from tests.stubs.stripe_server import StripeStub
 
 
 def everything_at_rest(database: Database) -> bool:
-    """Every order confirmed, failed or cancelled, or waiting on its customer's action, and
+    """Every order confirmed, failed or cancelled, or waiting on a named event (its
+    customer's action, or an operator's re-drive after the provider stayed down), and
     everything it is owed (invoice, e-mails, refund) delivered: the audit is clean."""
     with database.unit_of_work() as session:
         moving = session.scalar(
             text(
                 """SELECT count(*) FROM orders o WHERE o.status = 'pending' AND NOT EXISTS (
                      SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.kind = 'charge'
-                     AND p.status = 'requires_action')"""
+                     AND p.status IN ('requires_action', 'unavailable'))"""
             )
         )
         return moving == 0 and not audit(session)

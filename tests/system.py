@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx
 
 from celeryconfig import STEP_QUEUES
-
-ROOT = Path(__file__).resolve().parent.parent
+from orderflow.embedded.child import spawn
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> None:
@@ -39,38 +38,22 @@ class SystemProcesses:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = spawn([sys.executable, *args], self.log_dir / f"{name}.log", env=self.env)
         self.processes[name] = process
         return process
 
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
-        return self._start(
-            name,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "-Q",
-            ",".join(STEP_QUEUES),
-            "-c",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        )
+        """Start a worker on every queue and wait until it consumes."""
+        log = self.log_dir / f"{name}.log"
+        seen = log.read_text(errors="replace").count(" ready.") if log.exists() else 0
+        process = self._start(
+            name, "-m", "celery", "-A", "workers.app", "worker",
+            "-Q", ",".join(STEP_QUEUES), "-c", str(concurrency), "--loglevel", "INFO",
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        )  # fmt: skip
+        wait_until(lambda: log.read_text(errors="replace").count(" ready.") > seen, 60)
+        return process
 
     def start_relay(self, name: str = "relay") -> subprocess.Popen[bytes]:
         return self._start(name, "-m", "workers.relay")

@@ -3,24 +3,33 @@ beat as subprocesses, demo shoppers, and the checks that run once the dust settl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from orderflow.auth.service import login, register_user
 from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database, make_engine
+from orderflow.embedded.postgres import EmbeddedPostgres
+from orderflow.embedded.redis import EmbeddedRedis
 from orderflow.migrate import upgrade_to_head
+from orderflow.models import Order
 from orderflow.money import Money
 from orderflow.settings import Settings
 from tests import services
 from tests.chaos.shoppers import Shoppers
 from tests.conftest import system_env
 from tests.invariants import assert_promises_kept, everything_at_rest
+from tests.stubs import stub_provider_env
+from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.stripe_server import StripeStub
 from tests.system import SystemProcesses, free_port, wait_until
 
 #: Orders per chaos test: small in ``make test``, larger in ``make chaos``.
@@ -70,6 +79,16 @@ class ChaosSystem:
     def shoppers(self, **options: object) -> Shoppers:
         return Shoppers(self.api_url, self.tokens, list(self.initial_stock), **options)  # type: ignore[arg-type]
 
+    def wait_for_first_confirmation(self) -> None:
+        def confirmed() -> bool:
+            with self.database.unit_of_work() as session:
+                return (
+                    session.scalar(select(Order.id).where(Order.status == "confirmed").limit(1))
+                    is not None
+                )
+
+        wait_until(confirmed, 60)
+
     def settle_and_check(self, shoppers: Shoppers) -> dict[str, int]:
         """Wait until every order is at rest, then check every promise."""
         wait_until(lambda: everything_at_rest(self.database), SETTLE_SECONDS, interval=0.5)
@@ -78,33 +97,87 @@ class ChaosSystem:
         )
 
 
-@pytest.fixture
-def chaos(tmp_path: Path, worker_name: str) -> Iterator[ChaosSystem]:
-    server_url = os.environ["ORDERFLOW_TEST_DATABASE_URL"]
+@contextmanager
+def _system(
+    tmp_path: Path, server_url: str, redis_base: str, redis_dbs: int, **extra_env: str
+) -> Iterator[ChaosSystem]:
+    """A database and a Redis db of the test's own on the given servers, and the processes."""
     name = f"orderflow_chaos_{uuid.uuid4().hex[:10]}"
     database_url = services.create_database(server_url, name)
     upgrade_to_head(database_url)
-    base = os.environ["ORDERFLOW_TEST_REDIS_URL"]
-    redis_db, release = services.claim_redis_db(base, int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]))
+    redis_db, release = services.claim_redis_db(redis_base, redis_dbs)
     settings = Settings(
         environment="test",
         database_url=database_url,
-        redis_url=f"{base.rstrip('/')}/{redis_db}",
+        redis_url=f"{redis_base.rstrip('/')}/{redis_db}",
         state_dir=tmp_path / "state",
         jwt_secret="chaos-" + uuid.uuid4().hex * 2,
     )
     env = system_env(
         settings,
         ORDERFLOW_SWEEP_STALL_SECONDS="3",
-        ORDERFLOW_PROVIDER_MAX_RETRIES="5",
+        ORDERFLOW_PROVIDER_MAX_RETRIES="6",
+        **extra_env,
     )
     database = Database(make_engine(settings, pool_size=2))
     processes = SystemProcesses(env, tmp_path)
-    system = ChaosSystem(settings, database, processes, env)
     try:
-        yield system
+        yield ChaosSystem(settings, database, processes, env)
     finally:
         processes.stop()
         database.dispose()
-        release()
-        services.drop_database(server_url, name)
+        with contextlib.suppress(Exception):  # the fault may have taken the server down
+            release()
+            services.drop_database(server_url, name)
+
+
+@pytest.fixture
+def chaos(tmp_path: Path) -> Iterator[ChaosSystem]:
+    """A system on the run's shared PostgreSQL and Redis servers."""
+    with _system(
+        tmp_path,
+        os.environ["ORDERFLOW_TEST_DATABASE_URL"],
+        os.environ["ORDERFLOW_TEST_REDIS_URL"],
+        int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]),
+    ) as system:
+        yield system
+
+
+@dataclass
+class OwnServers:
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+
+
+@pytest.fixture
+def own_servers(tmp_path: Path) -> Iterator[OwnServers]:
+    """A PostgreSQL and a Redis (without persistence) that only this test uses, so the test
+    may restart them."""
+    with (
+        EmbeddedPostgres(tmp_path / "postgres") as postgres,
+        EmbeddedRedis(tmp_path / "redis", persist=False) as store,
+    ):
+        yield OwnServers(postgres, store)
+
+
+@pytest.fixture
+def chaos_on_own_servers(tmp_path: Path, own_servers: OwnServers) -> Iterator[ChaosSystem]:
+    with _system(
+        tmp_path, own_servers.postgres.url(), own_servers.redis.url().rsplit("/", 1)[0], 16
+    ) as system:
+        yield system
+
+
+@pytest.fixture
+def chaos_with_stubs(
+    tmp_path: Path, stripe_stub: StripeStub, sendgrid_stub: SendGridStub
+) -> Iterator[ChaosSystem]:
+    """A system whose payments and e-mails go through the real SDKs to the stubs."""
+    with _system(
+        tmp_path,
+        os.environ["ORDERFLOW_TEST_DATABASE_URL"],
+        os.environ["ORDERFLOW_TEST_REDIS_URL"],
+        int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]),
+        **stub_provider_env(stripe_stub, sendgrid_stub),
+    ) as system:
+        yield system

@@ -15,6 +15,7 @@ def test_pool_processes_killed_repeatedly(chaos: ChaosSystem) -> None:
     chaos.start()
     shoppers = chaos.shoppers(cancel_every=9)
     stream = shoppers.start(CHAOS_ORDERS)
+    chaos.wait_for_first_confirmation()  # a pool process killed while starting up is fatal
     rng, kills = random.Random(3), 0
     while stream.is_alive() or kills < 5:
         pool = chaos.processes.pool_pids("worker")

@@ -9,12 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 
 from orderflow.db import Database
 from orderflow.models import Product
 from tests.conftest import order_body
 from tests.invariants import assert_promises_kept, everything_at_rest
 from tests.system import SystemProcesses, wait_until
+
+pytestmark = pytest.mark.workers
 
 ORDERS = 220
 CLIENTS = 20

@@ -35,6 +35,8 @@ from tests.stubs.sendgrid_server import SendGridStub
 from tests.stubs.stripe_server import StripeStub, fake_payment_intent, signed_event
 from tests.system import wait_until
 
+pytestmark = pytest.mark.workers
+
 AT_REST = {"confirmed", "failed", "cancelled"}
 
 
