@@ -65,6 +65,10 @@ class OrderFilter:
 
 @dataclass(frozen=True)
 class IdempotentRequest:
+    """An ``Idempotency-Key``, scoped to whoever sent it (an admin ordering for a customer
+    has keys of their own)."""
+
+    caller_id: str
     key: str
     fingerprint: str
     ttl_hours: int
@@ -79,16 +83,14 @@ def place_order_idempotently(
     """Place the order, or replay the answer already given to the same Idempotency-Key."""
     if request is not None:
         stored = idempotency.claim(
-            session, command.customer_id, request.key, request.fingerprint, request.ttl_hours
+            session, request.caller_id, request.key, request.fingerprint, request.ttl_hours
         )
         if stored is not None:
             return Placement(stored, replayed=True)
     order = place_order(session, command)
     response = render(order)
     if request is not None:
-        idempotency.remember(
-            session, command.customer_id, request.key, request.fingerprint, response
-        )
+        idempotency.remember(session, request.caller_id, request.key, request.fingerprint, response)
     return Placement(response, replayed=False)
 
 

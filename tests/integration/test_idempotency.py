@@ -100,3 +100,18 @@ def test_a_refused_request_does_not_burn_the_key(
     assert _post(customer, "retry-me", body).status_code == 409
     admin.patch(f"/products/{product.id}", json={"stock": 5})
     assert _post(customer, "retry-me", body).status_code == 201
+
+
+def test_an_admin_ordering_for_a_customer_has_keys_of_their_own(
+    customer: httpx.Client,
+    admin: httpx.Client,
+    client_user: User,
+    make_product: Callable[..., Product],
+    database: Database,
+) -> None:
+    body = order_body((make_product().id, 1))
+    on_behalf = _post(admin, "same-key", {**body, "customer_id": client_user.id})
+    own = _post(customer, "same-key", body)
+    assert on_behalf.status_code == own.status_code == 201
+    assert on_behalf.json()["id"] != own.json()["id"]
+    assert _count(database, Order) == 2
