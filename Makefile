@@ -1,10 +1,13 @@
 # The two commands: `make run` and `make test`. Everything else is for operators and developers.
+# Both need only Python 3.11+; the virtual environment is built on first use and rebuilt
+# when pyproject.toml changes.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
 .PHONY: run test venv lint chaos fuzz bench clean-state
@@ -12,16 +15,18 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "orderflow needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@rm -f $(VENV)/.installed-* && touch $@
+	@touch $@
 
 run: venv
 	$(BIN)/python -m workers.launcher
 
 test: venv
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -34,7 +39,8 @@ fuzz: venv
 	$(PYTEST) -v tests/fuzz
 
 bench: venv
-	$(BIN)/python -m bench.run_all
+	@if [ -f bench/run_all.py ]; then $(BIN)/python -m bench.run_all; \
+	else echo "make bench: not yet (bench/run_all.py is still to come)"; fi
 
 clean-state:
 	rm -rf .orderflow

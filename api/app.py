@@ -8,24 +8,43 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import APIRouter, FastAPI
 
-from api.middleware import BodySizeLimit
+from api import metrics
+from api.middleware import BodySizeLimit, RejectNulCharacters
+from api.observability import RequestObservability
 from api.problems import install_problem_handlers
+from api.ratelimit import install_rate_limits
 from api.routers import auth, health, orders, products, webhooks
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
-from orderflow.settings import Settings, get_settings
+from orderflow.metrics import install_order_counters
+from orderflow.settings import Settings
+from orderflow.startup import check_services, exit_on_config_error, load_settings
 
 API_PREFIX = "/api/v1"
 
 
+def _settings_from_environment() -> Settings:
+    """uvicorn's ``--factory`` path: a bad setting, or a database or broker that cannot be
+    used, is one line on stderr and exit status 2, never a traceback."""
+
+    def load() -> Settings:
+        settings = load_settings()
+        check_services(settings)
+        return settings
+
+    return exit_on_config_error(load, program="orderflow api")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or _settings_from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings)
         app.state.database = Database(make_engine(settings))
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        install_rate_limits(app.state, app.state.redis, settings)
+        install_order_counters()
         yield
         app.state.redis.close()
         app.state.database.dispose()
@@ -39,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RejectNulCharacters)
+    app.add_middleware(RequestObservability)  # outermost: every answer gets a request id
+    app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)
 
     v1 = APIRouter(prefix=API_PREFIX)
     for router in (
@@ -48,8 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.customers_router,
         webhooks.router,
         health.router,
+        metrics.router,
     ):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

@@ -1,8 +1,10 @@
-"""ASGI middleware that must see the raw request: the body size limit."""
+"""ASGI middleware that must see the raw request: the body size limit, NUL characters in the
+path or query."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,3 +64,55 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RejectNulCharacters:
+    """Answer 422 to a path or query parameter holding a NUL character (``%00``): PostgreSQL
+    cannot store or compare such text, so it would otherwise fail as a 500 at the first
+    lookup. Bodies are checked by the request models (``RequestBody``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            field = _nul_field(scope)
+            if field is not None:
+                await _send_problem(
+                    send,
+                    422,
+                    {
+                        "type": "/problems/validation-error",
+                        "title": "Validation failed",
+                        "status": 422,
+                        "detail": f"invalid input in {field}",
+                        "errors": [{"field": field, "message": "must not contain NUL characters"}],
+                    },
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_field(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None
+
+
+async def _send_problem(send: Send, status: int, problem: dict[str, object]) -> None:
+    body = json.dumps(problem).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -126,9 +126,7 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     """PostgreSQL restarting or unreachable: nothing was written; the client may retry."""
     log.warning("database unavailable", path=request.url.path, error=type(error).__name__)
-    return problem(
-        503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"}
-    )
+    return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -26,6 +26,41 @@ class Violation:
 
 _CHECKS: dict[str, str] = {
     "stock_non_negative": "SELECT id, 'stock ' || stock FROM products WHERE stock < 0",
+    # The stock ledger (migration 0003, written by triggers): in every transaction, what the
+    # pipeline took from or gave back to the shelf is exactly what the product's reservations
+    # took or gave back; only an admin's change moves the shelf on its own.
+    "stock_conserved": """
+        SELECT product_id, 'transaction ' || txid || ' moved the stock by ' || moved
+               || ' and its reservations by ' || held
+        FROM (SELECT product_id, txid,
+                     coalesce(sum(delta) FILTER (WHERE side = 'shelf' AND kind = 'move'), 0)
+                       AS moved,
+                     coalesce(sum(delta) FILTER (WHERE side = 'reservation'), 0) AS held
+              FROM stock_ledger GROUP BY product_id, txid) AS moves
+        WHERE moved <> held""",
+    "stock_matches_ledger": """
+        SELECT p.id, 'stock ' || p.stock || ' but the ledger adds up to '
+               || coalesce(sum(l.delta), 0)
+        FROM products p LEFT JOIN stock_ledger l ON l.product_id = p.id AND l.side = 'shelf'
+        GROUP BY p.id HAVING p.stock <> coalesce(sum(l.delta), 0)""",
+    "reservation_matches_lines": """
+        SELECT r.order_id, 'reserved ' || r.quantity || ' of ' || r.product_id
+               || ', ordered ' || coalesce(l.quantity, 0)
+        FROM stock_reservations r LEFT JOIN order_lines l
+          ON l.order_id = r.order_id AND l.product_id = r.product_id
+        WHERE l.id IS NULL OR l.quantity <> r.quantity""",
+    "reservation_all_or_none": """
+        SELECT l.order_id, count(r.id) || ' of ' || count(l.id) || ' lines reserved'
+        FROM order_lines l LEFT JOIN stock_reservations r
+          ON r.order_id = l.order_id AND r.product_id = l.product_id
+        GROUP BY l.order_id HAVING count(r.id) > 0 AND count(r.id) <> count(l.id)""",
+    # Unique constraints enforce these; the audit still says so if one was ever dropped.
+    "one_effect_per_kind": """
+        SELECT order_id, count(*) || ' ' || what FROM (
+            SELECT order_id, kind || ' payments' AS what FROM payments
+            UNION ALL SELECT order_id, kind || ' e-mails' FROM emails
+            UNION ALL SELECT order_id, 'invoices' FROM invoices) AS effects
+        GROUP BY order_id, what HAVING count(*) > 1""",
     "paid_order_has_one_capture": """
         SELECT o.id, 'status ' || o.status || ', charge ' || coalesce(p.status, 'none')
         FROM orders o LEFT JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
@@ -55,10 +90,15 @@ _CHECKS: dict[str, str] = {
         SELECT o.id, 'still holds ' || r.quantity || ' of ' || r.product_id
         FROM orders o JOIN stock_reservations r ON r.order_id = o.id
         WHERE o.status IN ('failed', 'cancelled') AND r.released_at IS NULL""",
+    # Every confirmed, shipped or delivered order has its invoice, and only a paid order has
+    # one (an order invoiced, then cancelled and refunded keeps it: numbers are gapless).
     "one_invoice_per_paid_order": """
-        SELECT o.id, 'invoice ' || coalesce(o.invoice_number, 'missing')
+        SELECT o.id, 'status ' || o.status || ', invoice ' || coalesce(i.number, 'missing')
+               || ', charge ' || coalesce(c.status, 'none')
         FROM orders o LEFT JOIN invoices i ON i.order_id = o.id
-        WHERE (o.status IN ('confirmed', 'shipped', 'delivered')) <> (i.id IS NOT NULL)
+        LEFT JOIN payments c ON c.order_id = o.id AND c.kind = 'charge'
+        WHERE (o.status IN ('confirmed', 'shipped', 'delivered') AND i.id IS NULL)
+           OR (i.id IS NOT NULL AND c.status IS DISTINCT FROM 'succeeded')
            OR o.invoice_number IS DISTINCT FROM i.number""",
     "invoice_numbers_gapless": """
         SELECT year::text, 'numbers ' || min(sequence) || '..' || max(sequence)
@@ -97,10 +137,13 @@ def _transition_violations(session: Session) -> list[Violation]:
     allowed = {(source.value, target.value) for source, target in TRANSITIONS}
     found = []
     for order_id, status, history in rows:
-        walk = [OrderStatus.PENDING.value, *history]
+        steps: list[str] = list(history or [])  # type: ignore[call-overload]
+        walk = [OrderStatus.PENDING.value, *steps]
         bad = [(a, b) for a, b in pairwise(walk) if (a, b) not in allowed]
         if bad or walk[-1] != status:
-            found.append(Violation("only_allowed_transitions", order_id, f"{walk} -> {status}"))
+            found.append(
+                Violation("only_allowed_transitions", str(order_id), f"{walk} -> {status}")
+            )
     return found
 
 

@@ -284,6 +284,8 @@ class EmailRecord(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = _now_column()
+    #: Set while one worker is sending; a claim older than the lease was abandoned.
+    claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("order_id", "kind", name="emails_one_per_kind"),

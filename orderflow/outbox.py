@@ -8,15 +8,29 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from orderflow.logging import current_request_id
 from orderflow.models import OutboxMessage
 
 #: Channel the relay LISTENs on; NOTIFY is delivered only when the transaction commits.
 NOTIFY_CHANNEL = "orderflow_outbox"
+#: Payload key carrying the id of the HTTP request that caused the work; the relay moves it
+#: into the task's headers, so it never reaches the task as an argument.
+REQUEST_ID_KEY = "_request_id"
 
 
 def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[str, Any]) -> None:
+    request_id = current_request_id()
+    if request_id is not None:
+        payload = {**payload, REQUEST_ID_KEY: request_id}
     session.add(OutboxMessage(topic=topic, order_id=order_id, payload=payload))
     session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def task_call(message: OutboxMessage) -> tuple[dict[str, Any], dict[str, str]]:
+    """The task's keyword arguments and the headers to publish it with."""
+    kwargs = dict(message.payload)
+    request_id = kwargs.pop(REQUEST_ID_KEY, None)
+    return kwargs, ({"request_id": str(request_id)} if request_id else {})
 
 
 def claim_batch(session: Session, limit: int) -> list[OutboxMessage]:

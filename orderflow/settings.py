@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_host: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
 
     admin_email: str = "admin@example.com"
@@ -64,8 +65,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = None
 
+    #: Rate limits, shared by every API process through Redis (fixed windows).
+    rate_limit_enabled: bool = True
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    rate_limit_orders_per_caller: int = Field(default=300, ge=1)
+    rate_limit_login_failures_per_account: int = Field(default=10, ge=1)
+    rate_limit_login_attempts_per_address: int = Field(default=100, ge=1)
+
+    #: A Celery worker serves its processes' metrics here (0: off; the API's /metrics then
+    #: shows them only when both share ``PROMETHEUS_MULTIPROC_DIR`` on one host).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
     @model_validator(mode="after")
     def _real_providers_need_their_secrets(self) -> Settings:
+        # An empty variable (``ORDERFLOW_STRIPE_API_KEY=``) is as missing as an unset one.
+        for name in ("stripe_api_key", "stripe_webhook_secret", "sendgrid_api_key"):
+            secret = getattr(self, name)
+            if secret is not None and not secret.get_secret_value():
+                setattr(self, name, None)
         if self.payment_provider == "stripe" and not self.stripe_api_key:
             raise ConfigError(
                 "ORDERFLOW_PAYMENT_PROVIDER=stripe needs ORDERFLOW_STRIPE_API_KEY: "
@@ -104,3 +122,21 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_settings_error(error: Exception) -> str:
+    """One line naming the ``ORDERFLOW_*`` variable at fault and the fix, for a ``ConfigError``
+    or the ``ValidationError`` pydantic raises while reading the environment. Never echoes
+    the offending value: it may be a secret."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = errors()[0] if errors() else {}
+    message = str(first.get("msg", "invalid value"))
+    if message.startswith("Value error, "):  # a ConfigError raised by a validator
+        return message.removeprefix("Value error, ")
+    fields = [str(part) for part in first.get("loc", ()) if isinstance(part, str)]
+    if not fields:
+        return message
+    variable = f"ORDERFLOW_{fields[0].upper()}"
+    return f"{variable} is invalid ({message}): fix or unset {variable} (see README, Configuration)"

@@ -6,6 +6,7 @@ from functools import cache
 
 from orderflow.db import Database, make_engine
 from orderflow.email import EmailSender, email_sender_from_settings
+from orderflow.metrics import InstrumentedEmailSender, InstrumentedPaymentProvider
 from orderflow.payments import PaymentProvider, payment_provider_from_settings
 from orderflow.settings import Settings, get_settings
 
@@ -21,12 +22,17 @@ def database() -> Database:
 
 @cache
 def payment_provider() -> PaymentProvider:
-    return payment_provider_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+    """The configured provider, every call counted and timed (``orderflow_provider_*``)."""
+    provider = payment_provider_from_settings(
+        settings(), timeout=settings().provider_timeout_seconds
+    )
+    return InstrumentedPaymentProvider(provider, settings().payment_provider)
 
 
 @cache
 def email_sender() -> EmailSender:
-    return email_sender_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+    sender = email_sender_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+    return InstrumentedEmailSender(sender, settings().email_provider)
 
 
 def reset() -> None:

@@ -10,6 +10,18 @@ from orderflow.db import Database
 from orderflow.models import Order, Product, StockReservation
 from tests.stubs.sendgrid_server import SendGridStub
 from tests.stubs.stripe_server import StripeStub
+from tests.system import wait_until
+
+
+def wait_for_rest(database: Database, timeout: float) -> None:
+    """Wait until everything is at rest; on time-out, say what is still moving or wrong."""
+    try:
+        wait_until(lambda: everything_at_rest(database), timeout, interval=0.5)
+    except TimeoutError:
+        with database.unit_of_work() as session:
+            found = [str(v) for v in audit(session)][:10]
+            pending = session.scalar(text("SELECT count(*) FROM orders WHERE status='pending'"))
+        raise AssertionError(f"not at rest after {timeout} s: {pending} pending; {found}") from None
 
 
 def everything_at_rest(database: Database) -> bool:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from workers.metrics import prepare_multiprocess_dir
+
+# Before anything builds a metric: the worker's pool processes record into files.
+prepare_multiprocess_dir()
+
+from celery import Celery  # noqa: E402
+
+from orderflow.startup import exit_on_config_error, load_settings  # noqa: E402
+
+# A bad setting is one line and exit status 2, before Celery reads celeryconfig.
+exit_on_config_error(load_settings, program="orderflow worker")
 
 TASK_MODULES = [
     "tasks.reserve_stock",

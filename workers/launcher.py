@@ -1,159 +1,256 @@
-"""The one-command run (``make run``): embedded PostgreSQL and Redis unless
-``ORDERFLOW_DATABASE_URL`` / ``ORDERFLOW_REDIS_URL`` point elsewhere, migrations, the admin,
-demo products, then the API, a worker, the outbox relay, beat and Flower in the foreground.
-Ctrl-C or SIGTERM stops everything it started; so does any child exiting on its own."""
+"""The one-command run (``make run``): ``python -m workers.launcher``.
+
+Starts an embedded PostgreSQL and Redis-compatible server unless ``ORDERFLOW_DATABASE_URL`` /
+``ORDERFLOW_REDIS_URL`` point elsewhere, runs the migrations, the admin and the demo products,
+then supervises the API, a Celery worker, the outbox relay, beat and Flower in the foreground.
+Ctrl-C, SIGTERM or SIGHUP stops everything it started; so does any child exiting on its own
+(then it exits non-zero naming the child). Every child also dies with the launcher
+(``PR_SET_PDEATHSIG``), so even a SIGKILLed launcher leaves no orphan."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from types import FrameType
 
-from celeryconfig import STEP_QUEUES
-from orderflow.embedded.child import spawn, stop
+from orderflow.embedded.child import kill_group, spawn
 from orderflow.embedded.postgres import EmbeddedPostgres
 from orderflow.embedded.redis import EmbeddedRedis
-from orderflow.settings import ConfigError, Settings
+from orderflow.settings import ConfigError, Settings, get_settings
 
 DATABASE_NAME = "orderflow"
+#: How long children get to finish after SIGTERM (a worker completes its current task).
+GRACE_SECONDS = 8.0
+PREPARE_COMMANDS = ("migrate", "create-admin", "seed-demo")
+
+
+class Interrupted(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP arrived while starting up or running."""
+
+
+class ChildExited(Exception):
+    """A supervised child stopped on its own."""
 
 
 @dataclass
-class ProcessGroup:
+class Supervisor:
     """The long-running children, watched together and stopped together."""
 
     env: dict[str, str]
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    hurry: bool = False
 
-    def start(self, name: str, *args: str) -> None:
-        self.children[name] = spawn([sys.executable, *args], None, env=self.env)
+    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+        env = {**self.env, **(extra_env or {})}
+        self.children[name] = spawn([sys.executable, *args], None, env=env)
 
-    def first_exited(self) -> str | None:
-        return next((n for n, p in self.children.items() if p.poll() is not None), None)
+    def check(self) -> None:
+        """Raise ``ChildExited`` naming the first child that is no longer running."""
+        for name, process in self.children.items():
+            code = process.poll()
+            if code is not None:
+                raise ChildExited(f"{name} exited unexpectedly ({_describe(code)})")
 
     def stop_all(self) -> None:
-        """SIGTERM to all at once (a worker finishes its task), SIGKILL to what lingers."""
+        """SIGTERM to all at once, SIGKILL to whatever still runs after the grace period
+        (or at once when ``hurry`` is set by a second Ctrl-C), and to their process groups."""
         for process in self.children.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 8
-        for process in self.children.values():
-            stop(process, signal.SIGTERM, timeout=max(0.1, deadline - time.monotonic()))
+        deadline = time.monotonic() + GRACE_SECONDS
+        while time.monotonic() < deadline and not self.hurry:
+            if all(process.poll() is not None for process in self.children.values()):
+                break
+            time.sleep(0.1)
+        for name, process in self.children.items():
+            if process.poll() is None:
+                print(f"{name} did not stop in time; killing it", file=sys.stderr, flush=True)
+            kill_group(process)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(5)
 
 
-def _embedded_services(settings: Settings, stack: ExitStack) -> dict[str, str]:
-    """Start what is not configured; answer the URLs for the children."""
-    env: dict[str, str] = {}
+def _describe(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _services(settings: Settings, stack: ExitStack) -> dict[str, str]:
+    """Start the embedded servers that are not configured; answer the children's variables."""
     state = settings.state_dir.resolve()
+    env = {"ORDERFLOW_STATE_DIR": str(state)}
     if not settings.database_url:
-        postgres = stack.enter_context(EmbeddedPostgres(state / "postgres"))
+        postgres = EmbeddedPostgres(state / "postgres")
+        stack.callback(postgres.stop)
+        postgres.start()
         env["ORDERFLOW_DATABASE_URL"] = postgres.ensure_database(DATABASE_NAME)
-        print(f"embedded PostgreSQL on 127.0.0.1:{postgres.port} (data in {state / 'postgres'})")
+        print(f"embedded PostgreSQL 18 running, data in {postgres.data_dir}", flush=True)
     if not settings.redis_url:
-        store = stack.enter_context(EmbeddedRedis(state / "redis", persist=True))
+        store = EmbeddedRedis(state / "redis", persist=True)
+        stack.callback(store.stop)
+        store.start()
         env["ORDERFLOW_REDIS_URL"] = store.url(0)
-        print(f"embedded Redis-compatible server on 127.0.0.1:{store.port}")
+        print(f"embedded Valkey running on port {store.port}, data in {store.data_dir}")
     return env
 
 
-def _prepare(env: dict[str, str]) -> bool:
+def _prepare(env: dict[str, str]) -> None:
     """The same ``orderflow`` commands an operator runs; they print their own errors."""
-    for command in ("migrate", "create-admin", "seed-demo"):
+    for command in PREPARE_COMMANDS:
         done = subprocess.run([sys.executable, "-m", "orderflow.cli", command], env=env)
         if done.returncode != 0:
-            print(f"orderflow {command} failed; not starting", file=sys.stderr)
-            return False
-    return True
+            raise ChildExited(f"orderflow {command} failed ({_describe(done.returncode)})")
 
 
-def _start_system(group: ProcessGroup, settings: Settings) -> None:
-    group.start(
-        "api",
-        "-m",
-        "uvicorn",
-        "api.app:create_app",
-        "--factory",
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
+def _start_system(supervisor: Supervisor, settings: Settings) -> None:
+    from celeryconfig import STEP_QUEUES  # reads the settings on import: only once they are valid
+
+    celery = ["-m", "celery", "-A", "workers.app"]
+    api = ["-m", "uvicorn", "api.app:create_app", "--factory"]
+    supervisor.start("api", [*api, "--host", settings.host, "--port", str(settings.port)])
+    supervisor.start(
+        "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(STEP_QUEUES)]
     )
-    group.start(
-        "worker",
-        "-m",
-        "celery",
-        "-A",
-        "workers.app",
-        "worker",
-        "--loglevel",
-        "INFO",
-        "-E",
-        "-Q",
-        ",".join(STEP_QUEUES),
-    )
-    group.start("relay", "-m", "workers.relay")
-    schedule = str(settings.state_dir.resolve() / "celerybeat-schedule")
-    group.start("beat", "-m", "celery", "-A", "workers.app", "beat", "--schedule", schedule)
-    flower = [
-        "-m",
-        "celery",
-        "-A",
-        "workers.app",
-        "flower",
-        f"--port={settings.flower_port}",
-        "--address=127.0.0.1",
-    ]
-    if settings.flower_basic_auth is not None:
-        group.env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
-    group.start("flower", *flower)
+    supervisor.start("relay", ["-m", "workers.relay"])
+    schedule = settings.state_dir.resolve() / "celerybeat-schedule"
+    supervisor.start("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+    supervisor.start("flower", ["-m", "workers.flower"])  # credentials via its environment
 
 
-def _banner(settings: Settings) -> None:
-    api = f"http://{settings.host}:{settings.port}"
+def _check_ports_free(settings: Settings, patience: float = 10.0) -> None:
+    """Fail before starting anything rather than with a child's bind error later. Waits a
+    little: the children of a launcher killed a moment ago may still be letting go."""
+    for host, port, variable in (
+        (settings.host, settings.port, "ORDERFLOW_PORT"),
+        ("127.0.0.1", settings.flower_port, "ORDERFLOW_FLOWER_PORT"),
+    ):
+        deadline = time.monotonic() + patience
+        while (error := _bind_error(host, port)) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if error:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({error}); stop what uses it or set {variable}"
+            )
+
+
+def _bind_error(host: str, port: int) -> str | None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until_up(supervisor: Supervisor, settings: Settings, timeout: float = 90.0) -> bool:
+    api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        supervisor.check()
+        if _answers(api_host, settings.port) and _answers("127.0.0.1", settings.flower_port):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _banner(settings: Settings, embedded: dict[str, str], up: bool) -> None:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    api = f"http://{host}:{settings.port}"
+    state = "is up" if up else "is starting (the API or Flower is not answering yet)"
     print(
-        f"\norderflow is up:\n  API      {api}/api/v1\n  OpenAPI  {api}/docs\n"
-        f"  Flower   http://127.0.0.1:{settings.flower_port}\n  admin    {settings.admin_email}\n"
-        "Ctrl-C stops everything.\n",
+        f"\norderflow {state}:\n"
+        f"  API      {api}/api/v1\n"
+        f"  OpenAPI  {api}/docs\n"
+        f"  Flower   http://127.0.0.1:{settings.flower_port}\n"
+        f"  admin    {settings.admin_email}",
         flush=True,
     )
+    exports = [f"  export {name}='{value}'" for name, value in embedded.items() if "URL" in name]
+    if exports:
+        print("For `orderflow` commands in another shell:", *exports, sep="\n")
+    print("Ctrl-C stops everything.\n", flush=True)
+
+
+def _supervise(supervisor: Supervisor) -> None:
+    while True:
+        supervisor.check()
+        time.sleep(0.3)
+
+
+def _on_signals(handler: Callable[[int, FrameType | None], None]) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def _load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as error:  # pydantic's ValidationError, or our ConfigError
+        raise ConfigError(str(error)) from None
+
+
+def _start(supervisor: Supervisor, stack: ExitStack) -> None:
+    """Everything up to the banner; what is started is registered on ``stack`` to stop."""
+    settings = _load_settings()
+    _check_ports_free(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    embedded = _services(settings, stack)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **embedded}
+    env.setdefault("ORDERFLOW_DATABASE_URL", settings.database_url)
+    env.setdefault("ORDERFLOW_REDIS_URL", settings.redis_url)
+    _prepare(env)
+    supervisor.env = env
+    stack.callback(supervisor.stop_all)
+    _start_system(supervisor, settings)
+    _banner(settings, embedded, _wait_until_up(supervisor, settings))
 
 
 def run() -> int:
-    try:
-        settings = Settings()
-    except (ConfigError, ValueError) as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    stopping = False
+    supervisor = Supervisor(env={})
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    def hurry(signum: int, frame: FrameType | None) -> None:
+        supervisor.hurry = True
+
+    _on_signals(interrupt)
+    code = 0
     with ExitStack() as stack:
-        env = {**os.environ, **_embedded_services(settings, stack)}
-        if not _prepare(env):
-            return 1
-        group = ProcessGroup(env)
-        stack.callback(group.stop_all)
-        _start_system(group, settings)
-        _banner(settings)
-        while not stopping:
-            exited = group.first_exited()
-            if exited is not None:
-                print(f"{exited} exited unexpectedly; stopping everything", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        print("stopping...", flush=True)
-    return 0
+        try:
+            _start(supervisor, stack)
+            _supervise(supervisor)
+        except Interrupted as signal_name:
+            print(f"\n{signal_name}: stopping every process started...", flush=True)
+        except ConfigError as error:
+            print(f"configuration error: {error}", file=sys.stderr, flush=True)
+            code = 2
+        except ChildExited as error:
+            print(f"orderflow: {error}; stopping everything", file=sys.stderr, flush=True)
+            code = 1
+        except RuntimeError as error:  # an embedded server would not start
+            print(f"orderflow: {error}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            _on_signals(hurry)  # a second Ctrl-C cuts the grace period short
+    if code != 2:  # something was started, and is stopped now
+        print("stopped.", flush=True)
+    return code
 
 
 if __name__ == "__main__":

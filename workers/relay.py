@@ -17,7 +17,9 @@ import structlog
 from orderflow import outbox
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
-from orderflow.settings import Settings, get_settings
+from orderflow.metrics import OUTBOX_PUBLISHED
+from orderflow.settings import Settings
+from orderflow.startup import check_services, exit_on_config_error, load_settings
 from workers.app import app
 
 log = structlog.get_logger("workers.relay")
@@ -26,8 +28,10 @@ log = structlog.get_logger("workers.relay")
 RELAY_BATCH = 200
 
 
-def publish(topic: str, payload: dict[str, Any]) -> None:
-    app.send_task(topic, kwargs=payload)
+def publish(topic: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    """Send one task; ``headers`` carry the request id into the worker's log lines."""
+    app.send_task(topic, kwargs=payload, headers=headers or None)
+    OUTBOX_PUBLISHED.labels(topic).inc()
 
 
 def relay_once(database: Database) -> int:
@@ -35,7 +39,8 @@ def relay_once(database: Database) -> int:
     with database.unit_of_work() as session:
         batch = outbox.claim_batch(session, RELAY_BATCH)
         for message in batch:
-            publish(message.topic, message.payload)
+            kwargs, headers = outbox.task_call(message)
+            publish(message.topic, kwargs, headers)
         if batch:
             outbox.mark_dispatched(session, [message.id for message in batch])
     return len(batch)
@@ -78,8 +83,14 @@ class Relay:
             raw.invalidate()
 
 
+def _checked_settings() -> Settings:
+    settings = load_settings()
+    check_services(settings)
+    return settings
+
+
 def main() -> None:
-    settings = get_settings()
+    settings = exit_on_config_error(_checked_settings, program="orderflow relay")
     configure_logging(settings)
     relay = Relay(settings)
     signal.signal(signal.SIGTERM, relay.stop)

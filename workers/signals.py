@@ -1,15 +1,39 @@
-"""Worker signals: per-process set-up after the fork, and the order id on every log line."""
+"""Worker signals: per-process set-up after the fork, and the order id on every log line.
+
+Also: the start-up checks (database and broker reachable, else one line and exit 2), the
+request id that travelled from the HTTP request in the task's headers, per-task latency and
+outcome metrics, and the worker's metrics endpoint."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import structlog
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
-from orderflow.logging import configure_logging
+from orderflow import metrics
+from orderflow.logging import REQUEST_ID, configure_logging
 from orderflow.settings import get_settings
+from orderflow.startup import check_services, exit_on_config_error
 from tasks import runtime
+from workers import metrics as worker_metrics
+
+log = structlog.get_logger("workers.tasks")
+
+#: When each running task started (by task id), for its latency.
+_started: dict[str, float] = {}
 
 
 @setup_logging.connect
@@ -17,9 +41,40 @@ def _logging(**_: Any) -> None:
     configure_logging(get_settings())
 
 
+@worker_init.connect
+def _check_services(**_: Any) -> None:
+    """Refuse to start, in one line, when PostgreSQL or Redis cannot be used."""
+    exit_on_config_error(lambda: check_services(get_settings()), program="orderflow worker")
+
+
+@beat_init.connect
+def _check_broker(**_: Any) -> None:
+    """Beat only publishes: it needs the broker, not the database."""
+    exit_on_config_error(
+        lambda: check_services(get_settings(), database=False), program="orderflow beat"
+    )
+
+
+@worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    settings = get_settings()
+    if settings.worker_metrics_port:
+        worker_metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
+        log.info(
+            "worker metrics served",
+            address=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics",
+        )
+
+
 @worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
     runtime.reset()
+    metrics.install_order_counters()
+
+
+@worker_process_shutdown.connect
+def _process_gone(**_: Any) -> None:
+    worker_metrics.process_exited(os.getpid())
 
 
 @task_prerun.connect
@@ -28,8 +83,25 @@ def _bind_order(task_id: str, task: Any, kwargs: dict[str, Any] | None = None, *
     structlog.contextvars.bind_contextvars(task=task.name, task_id=task_id)
     if kwargs and "order_id" in kwargs:
         structlog.contextvars.bind_contextvars(order_id=kwargs["order_id"])
+    request_id = getattr(task.request, REQUEST_ID, None)
+    if isinstance(request_id, str) and request_id:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+    _started[task_id] = time.perf_counter()
+
+
+@task_failure.connect
+def _count_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    name = getattr(sender, "name", "unknown")
+    metrics.TASK_FAILURES.labels(name, type(exception).__name__).inc()
 
 
 @task_postrun.connect
-def _unbind(**_: Any) -> None:
+def _unbind(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id, None)
+    outcome = (state or "unknown").lower()
+    if started is not None:
+        elapsed = time.perf_counter() - started
+        metrics.TASK_LATENCY.labels(task.name, outcome).observe(elapsed)
+        metrics.TASKS.labels(task.name, outcome).inc()
+        log.info("task finished", outcome=outcome, duration_ms=round(elapsed * 1000, 1))
     structlog.contextvars.clear_contextvars()

@@ -10,6 +10,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
+from api.ratelimit import LoginRateLimit
 from api.schemas.auth import (
     LoginRequest,
     PasswordChangeRequest,
@@ -18,7 +19,7 @@ from api.schemas.auth import (
     TokenOut,
     UserOut,
 )
-from api.schemas.common import problem_responses
+from api.schemas.common import BODY_PROBLEMS, problem_responses
 from orderflow.auth import service as auth
 from orderflow.errors import NotAuthenticated
 from orderflow.models import User
@@ -56,20 +57,25 @@ def _tokens_out(response: Response, settings: Settings, pair: auth.TokenPair) ->
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=problem_responses(409),
+    responses=problem_responses(*BODY_PROBLEMS, 409),
 )
 def register(body: RegisterRequest, session: SessionDep) -> UserOut:
     return _user_out(auth.register_user(session, body.email, body.password, body.name))
 
 
-@router.post("/login", response_model=TokenOut, responses=problem_responses(401, 429))
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    responses=problem_responses(*BODY_PROBLEMS, 401, 429),
+    dependencies=[LoginRateLimit],
+)
 def login(
     body: LoginRequest, response: Response, session: SessionDep, settings: SettingsDep
 ) -> TokenOut:
     return _tokens_out(response, settings, auth.login(session, settings, body.email, body.password))
 
 
-@router.post("/refresh", response_model=TokenOut, responses=problem_responses(401))
+@router.post("/refresh", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401))
 def refresh(
     request: Request,
     response: Response,
@@ -94,7 +100,7 @@ def logout(
     return response
 
 
-@router.put("/password", response_model=TokenOut, responses=problem_responses(401))
+@router.put("/password", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401))
 def change_password(
     body: PasswordChangeRequest,
     user: CurrentUser,

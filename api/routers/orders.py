@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -14,7 +13,8 @@ from api.deps import (
     SettingsDep,
     ViewerDep,
 )
-from api.schemas.common import ListPage, problem_responses
+from api.ratelimit import OrderRateLimit
+from api.schemas.common import BODY_PROBLEMS, ListPage, Rfc3339DateTime, problem_responses
 from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
 from orderflow import idempotency
 from orderflow.errors import Forbidden, NotFound
@@ -26,11 +26,18 @@ from orderflow.orders.state import OrderStatus
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
+#: What ``idempotency.check_key`` accepts of a header value: printable (Latin-1, as headers
+#: are read) characters; HTTP strips spaces at either end.
+_PRINTABLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY_PATTERN = f"^[{_PRINTABLE}]([ {_PRINTABLE}]*[{_PRINTABLE}])?$"
+
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        description="Optional, recommended; at most 255 characters. Scoped to the caller.",
+        description="Optional, recommended; 1 to 255 printable characters. Scoped to the caller.",
+        # Documented here, enforced by the service: a bad key is a 400 (DESIGN.md), not a 422.
+        json_schema_extra={"minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
     ),
 ]
 
@@ -56,7 +63,8 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 429),
+    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409, 429),
+    dependencies=[OrderRateLimit],
 )
 def place_order(
     body: OrderCreate,
@@ -72,6 +80,7 @@ def place_order(
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
         request = orders.IdempotentRequest(
+            caller_id=viewer.user_id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
             ttl_hours=settings.idempotency_key_ttl_hours,
@@ -95,8 +104,8 @@ def list_orders(
     session: SessionDep,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Rfc3339DateTime | None = None,
+    created_before: Rfc3339DateTime | None = None,
     limit: Limit = DEFAULT_PAGE_LIMIT,
     offset: Offset = 0,
 ) -> ListPage[OrderOut]:
@@ -110,7 +119,9 @@ def get_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> OrderOut
 
 
 @router.put(
-    "/{order_id}/status", response_model=OrderOut, responses=problem_responses(401, 403, 404, 409)
+    "/{order_id}/status",
+    response_model=OrderOut,
+    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409),
 )
 def change_status(
     order_id: str, body: StatusChange, viewer: ViewerDep, session: SessionDep

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import DEFAULT_PAGE_LIMIT, AdminUser, Limit, Offset, SessionDep
-from api.schemas.common import ListPage, problem_responses
+from api.schemas.common import BODY_PROBLEMS, ListPage, problem_responses
 from api.schemas.products import ProductCreate, ProductOut, ProductPatch
 from orderflow.catalogue import service as catalogue
 from orderflow.money import Money
@@ -11,7 +11,7 @@ from orderflow.money import Money
 router = APIRouter(prefix="/products", tags=["products"])
 
 
-@router.get("", response_model=ListPage[ProductOut])
+@router.get("", response_model=ListPage[ProductOut], responses=problem_responses())
 def list_products(
     session: SessionDep, limit: Limit = DEFAULT_PAGE_LIMIT, offset: Offset = 0
 ) -> ListPage[ProductOut]:
@@ -30,7 +30,7 @@ def get_product(product_id: str, session: SessionDep) -> ProductOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductOut,
-    responses=problem_responses(401, 403, 409),
+    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 409),
 )
 def create_product(
     body: ProductCreate, admin: AdminUser, session: SessionDep, response: Response
@@ -49,7 +49,9 @@ def create_product(
 
 
 @router.patch(
-    "/{product_id}", response_model=ProductOut, responses=problem_responses(401, 403, 404, 409)
+    "/{product_id}",
+    response_model=ProductOut,
+    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409),
 )
 def update_product(
     product_id: str, body: ProductPatch, admin: AdminUser, session: SessionDep

@@ -5,9 +5,10 @@ from typing import Annotated, Any
 
 import stripe
 from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.deps import SessionDep, SettingsDep
-from api.schemas.common import problem_responses
+from api.schemas.common import Currency, is_storable_text, problem_responses
 from orderflow.errors import BadRequest
 from orderflow.fulfilment.webhooks import ProviderEvent, handle_payment_event
 from orderflow.settings import Settings
@@ -37,9 +38,85 @@ def verify_stripe_event(payload: bytes, signature: str, settings: Settings) -> P
         raise BadRequest("invalid webhook: timestamp outside the tolerance")
     data: dict[str, Any] = event.to_dict() if hasattr(event, "to_dict") else dict(event)
     try:
-        return ProviderEvent(str(data["id"]), str(data["type"]), dict(data["data"]["object"]))
+        found = ProviderEvent(str(data["id"]), str(data["type"]), dict(data["data"]["object"]))
     except (KeyError, TypeError) as error:
         raise BadRequest("invalid webhook: not a Stripe event") from error
+    _check_shape(data, found)
+    return found
+
+
+# What the handler reads of an event, with the limits of the columns it lands in: a signed
+# event that does not fit is a bad payload (400), not a database error (500).
+ProviderId = Annotated[str, Field(min_length=1, max_length=255)]
+ShortCode = Annotated[str, Field(max_length=64)]
+MinorUnits = Annotated[int, Field(ge=0, strict=True)]
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and not is_storable_text(value):
+            raise ValueError("holds NUL characters or unpaired surrogates")
+        return value
+
+
+class _Event(_Inbound):
+    id: ProviderId
+    type: ShortCode
+
+
+class _Metadata(_Inbound):
+    order_id: Annotated[str, Field(max_length=40)] | None = None
+
+
+class _PaymentError(_Inbound):
+    code: ShortCode | None = None
+    decline_code: ShortCode | None = None
+
+
+class _Intent(_Inbound):
+    id: ProviderId
+    amount: MinorUnits
+    currency: Currency
+    metadata: _Metadata | None = None
+    last_payment_error: _PaymentError | None = None
+
+
+class _Refund(_Inbound):
+    id: ProviderId | None = None
+
+
+class _Refunds(_Inbound):
+    data: list[_Refund] = []
+
+
+class _Charge(_Inbound):
+    payment_intent: ProviderId
+    amount_refunded: MinorUnits
+    currency: Currency
+    metadata: _Metadata | None = None
+    refunds: _Refunds | None = None
+
+
+_OBJECT_SHAPES: dict[str, type[_Inbound]] = {
+    "payment_intent.succeeded": _Intent,
+    "payment_intent.payment_failed": _Intent,
+    "charge.refunded": _Charge,
+}
+
+
+def _check_shape(data: dict[str, Any], event: ProviderEvent) -> None:
+    try:
+        _Event.model_validate(data)
+        shape = _OBJECT_SHAPES.get(event.type)
+        if shape is not None:
+            shape.model_validate(event.object)
+    except ValidationError as error:
+        where = ".".join(str(part) for part in error.errors()[0]["loc"])
+        raise BadRequest(f"invalid webhook: unexpected {where or 'payload'}") from error
 
 
 @router.post("/stripe", responses=problem_responses(400, 413))

@@ -4,15 +4,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from api.schemas.common import RequestBody
+from api.schemas.common import NON_BLANK, RequestBody
 
-Password = Annotated[str, Field(min_length=1, max_length=128)]
+Password = Annotated[str, Field(min_length=1, max_length=128, pattern=NON_BLANK)]
 
 
 class RegisterRequest(RequestBody):
     email: EmailStr
     password: Password
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)] | None = None
 
 
 class LoginRequest(RequestBody):

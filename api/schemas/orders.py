@@ -5,11 +5,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import RequestBody
+from api.schemas.common import NON_BLANK, RequestBody, WholeNumber
 from orderflow.models import Order, OrderEvent
 from orderflow.orders.state import OrderStatus, PaymentStatus
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
 OptionalText = Annotated[str, Field(max_length=200)] | None
 
 
@@ -19,13 +19,13 @@ class ShippingAddress(RequestBody):
     line2: OptionalText = None
     city: Text
     state: OptionalText = None
-    postal_code: Annotated[str, Field(min_length=1, max_length=20)]
+    postal_code: Annotated[str, Field(min_length=1, max_length=20, pattern=NON_BLANK)]
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 
 
 class LineIn(RequestBody):
     product_id: Annotated[str, Field(min_length=1, max_length=40)]
-    quantity: Annotated[int, Field(ge=1, le=1000, strict=True)]
+    quantity: Annotated[int, Field(ge=1, le=1000, strict=True), WholeNumber]
 
 
 class OrderCreate(RequestBody):

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
-from api.schemas.common import Amount, Currency, RequestBody
+from api.schemas.common import NON_BLANK, Amount, Currency, RequestBody, WholeNumber
 from orderflow.models import Product
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
 Description = Annotated[str, Field(max_length=5000)]
-Stock = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
+Stock = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True), WholeNumber]
 
 
 class ProductCreate(RequestBody):
@@ -20,7 +20,7 @@ class ProductCreate(RequestBody):
     price: Amount
     currency: Currency = "usd"
     stock: Stock = 0
-    active: bool = True
+    active: StrictBool = True
 
 
 class ProductPatch(RequestBody):
@@ -30,7 +30,7 @@ class ProductPatch(RequestBody):
     price: Amount | None = None
     currency: Currency | None = None
     stock: Stock | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class ProductOut(BaseModel):

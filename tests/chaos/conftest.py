@@ -26,7 +26,7 @@ from orderflow.settings import Settings
 from tests import services
 from tests.chaos.shoppers import Shoppers
 from tests.conftest import system_env
-from tests.invariants import assert_promises_kept, everything_at_rest
+from tests.invariants import assert_promises_kept, wait_for_rest
 from tests.stubs import stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
 from tests.stubs.stripe_server import StripeStub
@@ -91,7 +91,7 @@ class ChaosSystem:
 
     def settle_and_check(self, shoppers: Shoppers) -> dict[str, int]:
         """Wait until every order is at rest, then check every promise."""
-        wait_until(lambda: everything_at_rest(self.database), SETTLE_SECONDS, interval=0.5)
+        wait_for_rest(self.database, SETTLE_SECONDS)
         return assert_promises_kept(
             self.database, self.initial_stock, set(shoppers.accepted.values())
         )

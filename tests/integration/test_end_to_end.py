@@ -14,8 +14,8 @@ import pytest
 from orderflow.db import Database
 from orderflow.models import Product
 from tests.conftest import order_body
-from tests.invariants import assert_promises_kept, everything_at_rest
-from tests.system import SystemProcesses, wait_until
+from tests.invariants import assert_promises_kept, wait_for_rest
+from tests.system import SystemProcesses
 
 pytestmark = pytest.mark.workers
 
@@ -57,7 +57,7 @@ def test_two_hundred_orders_from_twenty_clients_keep_every_promise(
     accepted = [order_id for status, order_id in answers if status == 201]
     assert len(accepted) >= 100
 
-    wait_until(lambda: everything_at_rest(database), timeout=180, interval=0.5)
+    wait_for_rest(database, 180)
     statuses = assert_promises_kept(database, initial, set(accepted))
     assert statuses.get("confirmed", 0) > 0
     assert statuses.get("failed", 0) > 0

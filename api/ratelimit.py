@@ -1,0 +1,167 @@
+"""Rate limits, shared by every API process through Redis.
+
+Fixed windows: one atomic Lua script increments a counter and starts its window (EXPIRE) on
+the first hit, so two API processes never both think they saw the first request. Over the
+limit the caller gets 429 problem+json with ``Retry-After`` (the seconds left in the
+window). Redis unavailable: the limiter lets requests through (and logs), because refusing
+checkouts is worse than letting a burst pass.
+
+* login: every attempt counts against the client address; failed attempts count against
+  the account, and an account over its limit is refused even with the right password
+  until the window ends;
+* ``POST /orders``: every request counts against the caller (the authenticated user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import redis
+import structlog
+from fastapi import Depends, Request
+
+from api.deps import ViewerDep
+from api.schemas.auth import LoginRequest
+from orderflow import metrics
+from orderflow.auth.service import normalise_email
+from orderflow.errors import NotAuthenticated, RateLimited
+from orderflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "orderflow:ratelimit:"
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    limit: int
+    window_seconds: int
+    refusal: str
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, *, enabled: bool = True) -> None:
+        self.client, self.enabled = client, enabled
+        self._hit = client.register_script(_HIT)
+
+    def hit(self, limit: Limit, subject: str, *, refuse: bool = True) -> None:
+        """Count one event for ``subject``; over the limit, raise ``RateLimited``."""
+        if not self.enabled:
+            return
+        try:
+            count, ttl = self._hit(keys=[_key(limit, subject)], args=[limit.window_seconds])
+        except redis.RedisError as error:
+            log.warning("rate limiter unavailable; letting the request through", error=str(error))
+            return
+        if refuse and int(count) > limit.limit:
+            self._refuse(limit, int(ttl))
+
+    def check(self, limit: Limit, subject: str) -> None:
+        """Refuse when ``subject`` is already at its limit, without counting."""
+        if not self.enabled:
+            return
+        key = _key(limit, subject)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.ttl(key)
+            count, ttl = pipe.execute()
+        except redis.RedisError as error:
+            log.warning("rate limiter unavailable; letting the request through", error=str(error))
+            return
+        if count is not None and int(count) >= limit.limit:
+            self._refuse(limit, int(ttl))
+
+    @staticmethod
+    def _refuse(limit: Limit, ttl: int) -> None:
+        retry_after = max(1, ttl if ttl > 0 else limit.window_seconds)
+        metrics.RATE_LIMITED.labels(limit.name).inc()
+        log.info("rate limited", limit=limit.name, retry_after=retry_after)
+        raise RateLimited(f"{limit.refusal}; retry in {retry_after} s", retry_after=retry_after)
+
+
+def _key(limit: Limit, subject: str) -> str:
+    # Hashed: no e-mail address or IP address in Redis keys.
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"{KEY_PREFIX}{limit.name}:{digest}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    orders_per_caller: Limit
+    login_failures_per_account: Limit
+    login_attempts_per_address: Limit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        window = settings.rate_limit_window_seconds
+        return cls(
+            Limit(
+                "orders_per_caller",
+                settings.rate_limit_orders_per_caller,
+                window,
+                "too many orders from this caller",
+            ),
+            Limit(
+                "login_failures_per_account",
+                settings.rate_limit_login_failures_per_account,
+                window,
+                "too many failed logins for this account",
+            ),
+            Limit(
+                "login_attempts_per_address",
+                settings.rate_limit_login_attempts_per_address,
+                window,
+                "too many login attempts from this address",
+            ),
+        )
+
+
+def install_rate_limits(app_state: Any, client: redis.Redis, settings: Settings) -> None:
+    """Called at start-up with the API's Redis client."""
+    app_state.rate_limiter = RateLimiter(client, enabled=settings.rate_limit_enabled)
+    app_state.rate_limits = Limits.from_settings(settings)
+
+
+def _limiter(request: Request) -> tuple[RateLimiter, Limits]:
+    return request.app.state.rate_limiter, request.app.state.rate_limits
+
+
+LimiterDep = Annotated[tuple[RateLimiter, Limits], Depends(_limiter)]
+
+
+def limit_orders(viewer: ViewerDep, limiter: LimiterDep) -> None:
+    """``POST /orders``: at most ``ORDERFLOW_RATE_LIMIT_ORDERS_PER_CALLER`` a window."""
+    rate_limiter, limits = limiter
+    rate_limiter.hit(limits.orders_per_caller, viewer.user_id)
+
+
+def limit_logins(request: Request, body: LoginRequest, limiter: LimiterDep) -> Iterator[None]:
+    """``POST /auth/login``: attempts per client address, failures per account."""
+    rate_limiter, limits = limiter
+    address = request.client.host if request.client else "unknown"
+    rate_limiter.hit(limits.login_attempts_per_address, address)
+    account = normalise_email(body.email)
+    rate_limiter.check(limits.login_failures_per_account, account)
+    try:
+        yield
+    except NotAuthenticated:
+        rate_limiter.hit(limits.login_failures_per_account, account, refuse=False)
+        raise
+
+
+OrderRateLimit = Depends(limit_orders)
+LoginRateLimit = Depends(limit_logins, scope="function")

@@ -1,0 +1,252 @@
+"""Every Prometheus metric orderflow records, defined in one place.
+
+Counters and histograms live here; the API serves them at ``/metrics`` together with the
+gauges it computes from PostgreSQL and Redis at scrape time (``api/metrics.py``). Worker
+processes record into the same definitions: with ``PROMETHEUS_MULTIPROC_DIR`` set, each
+process writes its values to a file there and whoever serves ``/metrics`` for that directory
+(a worker's metrics port, or the API on the same host) adds them up.
+
+Orders placed and status changes are counted when their transaction commits, never before,
+so a rolled-back request or a retried step counts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Histogram, values
+from sqlalchemy import event
+from sqlalchemy.orm import Session, UOWTransaction
+
+from orderflow.email import (
+    EmailMessage,
+    EmailProviderMisconfigured,
+    EmailProviderUnavailable,
+    EmailRejected,
+    EmailSender,
+)
+from orderflow.models import OrderEvent
+from orderflow.money import Money
+from orderflow.payments import (
+    PaymentIdempotencyConflict,
+    PaymentNotFound,
+    PaymentProvider,
+    PaymentProviderMisconfigured,
+    PaymentProviderUnavailable,
+    PaymentRejected,
+    PaymentResult,
+    RefundResult,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _use_multiprocess_values_if_configured() -> None:
+    """prometheus-client picks single- or multi-process values when it is first imported;
+    under ``celery`` that happens before our code can set the directory (Flower's plugin
+    imports it), so choose again here, before any metric below is built."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+
+
+_use_multiprocess_values_if_configured()
+
+#: Seconds; from a fast cached read to a provider call near its timeout.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# --- HTTP (api/observability.py) ------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "orderflow_http_requests",
+    "HTTP requests answered, by route template and status code",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "orderflow_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+RATE_LIMITED = Counter("orderflow_rate_limited", "Requests refused with 429, by limit", ["limit"])
+
+# --- orders (counted on commit) -------------------------------------------------------------
+ORDERS_PLACED = Counter(
+    "orderflow_orders_placed", "Orders accepted and committed, by currency", ["currency"]
+)
+ORDER_TRANSITIONS = Counter(
+    "orderflow_order_transitions",
+    "Orders reaching a status (committed status changes), by previous and new status",
+    ["from_status", "to_status"],
+)
+
+# --- pipeline tasks (workers/signals.py) ----------------------------------------------------
+TASKS = Counter(
+    "orderflow_tasks",
+    "Pipeline task runs, by task and outcome (success, retry, failure, ...)",
+    ["task", "outcome"],
+)
+TASK_LATENCY = Histogram(
+    "orderflow_task_duration_seconds",
+    "Time a task run took in the worker, by task and outcome",
+    ["task", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+TASK_FAILURES = Counter(
+    "orderflow_task_failures",
+    "Task runs that failed for good (retries are counted in orderflow_tasks), by exception",
+    ["task", "exception"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "orderflow_outbox_published", "Outbox messages the relay put on the broker", ["topic"]
+)
+
+# --- providers (wrappers below) -------------------------------------------------------------
+PROVIDER_CALLS = Counter(
+    "orderflow_provider_calls",
+    "Calls to the payment and e-mail providers, by outcome (a result or an error kind)",
+    ["provider", "operation", "outcome"],
+)
+PROVIDER_LATENCY = Histogram(
+    "orderflow_provider_call_duration_seconds",
+    "Time a provider call took, errors included",
+    ["provider", "operation"],
+    buckets=LATENCY_BUCKETS,
+)
+
+#: Error kinds, most specific first.
+_ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (PaymentProviderMisconfigured, "misconfigured"),
+    (PaymentIdempotencyConflict, "idempotency_conflict"),
+    (PaymentNotFound, "not_found"),
+    (PaymentRejected, "rejected"),
+    (PaymentProviderUnavailable, "unavailable"),
+    (EmailProviderMisconfigured, "misconfigured"),
+    (EmailRejected, "rejected"),
+    (EmailProviderUnavailable, "unavailable"),
+)
+
+T = TypeVar("T")
+
+
+def error_kind(error: BaseException) -> str:
+    for kind, label in _ERROR_KINDS:
+        if isinstance(error, kind):
+            return label
+    return "error"
+
+
+def observe_call(
+    provider: str, operation: str, call: Callable[[], T], outcome: Callable[[T], str]
+) -> T:
+    """Run one provider call, counting its outcome and timing it; errors are re-raised."""
+    started = time.perf_counter()
+    try:
+        result = call()
+    except Exception as error:
+        PROVIDER_CALLS.labels(provider, operation, error_kind(error)).inc()
+        raise
+    finally:
+        PROVIDER_LATENCY.labels(provider, operation).observe(time.perf_counter() - started)
+    PROVIDER_CALLS.labels(provider, operation, outcome(result)).inc()
+    return result
+
+
+class InstrumentedPaymentProvider:
+    """A payment provider that records every call; behaves exactly like the one it wraps."""
+
+    def __init__(self, inner: PaymentProvider, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def charge(
+        self, *, order_id: str, amount: Money, payment_method: str, idempotency_key: str
+    ) -> PaymentResult:
+        return observe_call(
+            self.name,
+            "charge",
+            lambda: self.inner.charge(
+                order_id=order_id,
+                amount=amount,
+                payment_method=payment_method,
+                idempotency_key=idempotency_key,
+            ),
+            _payment_outcome,
+        )
+
+    def refund(
+        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+    ) -> RefundResult:
+        return observe_call(
+            self.name,
+            "refund",
+            lambda: self.inner.refund(
+                order_id=order_id,
+                payment_intent_id=payment_intent_id,
+                amount=amount,
+                idempotency_key=idempotency_key,
+            ),
+            lambda result: str(result.status),
+        )
+
+    def retrieve(self, payment_intent_id: str) -> PaymentResult:
+        return observe_call(
+            self.name, "retrieve", lambda: self.inner.retrieve(payment_intent_id), _payment_outcome
+        )
+
+    def __getattr__(self, name: str) -> Any:  # extras of an implementation (local, tests)
+        return getattr(self.inner, name)
+
+
+class InstrumentedEmailSender:
+    """An e-mail sender that records every call; behaves exactly like the one it wraps."""
+
+    def __init__(self, inner: EmailSender, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def send(self, message: EmailMessage) -> str:
+        return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _payment_outcome(result: PaymentResult) -> str:
+    return result.status.value
+
+
+# --- order counters, on commit --------------------------------------------------------------
+_NOTED = "orderflow.metrics.order_events"
+_COUNTED_EVENTS = ("order_placed", "status_changed")
+
+
+def install_order_counters() -> None:
+    """Count orders placed and status changes when their transaction commits. Idempotent;
+    called at start-up by the API and by every worker process."""
+    if event.contains(Session, "after_flush", _note_order_events):
+        return
+    event.listen(Session, "after_flush", _note_order_events)
+    event.listen(Session, "after_commit", _count_noted)
+    event.listen(Session, "after_rollback", _forget_noted)
+
+
+def _note_order_events(session: Session, flush_context: UOWTransaction) -> None:
+    for instance in session.new:
+        if isinstance(instance, OrderEvent) and instance.type in _COUNTED_EVENTS:
+            session.info.setdefault(_NOTED, []).append((instance.type, dict(instance.data)))
+
+
+def _count_noted(session: Session) -> None:
+    for type_, data in session.info.pop(_NOTED, []):
+        if type_ == "order_placed":
+            ORDERS_PLACED.labels(str(data.get("currency", ""))).inc()
+        else:
+            ORDER_TRANSITIONS.labels(str(data.get("from", "")), str(data.get("to", ""))).inc()
+
+
+def _forget_noted(session: Session) -> None:
+    session.info.pop(_NOTED, None)

@@ -1,0 +1,324 @@
+"""Shared machinery of the API fuzz runs (the fast profile in ``make test``, the long one in
+``make fuzz``): a seeded world to aim at, the checks beyond schemathesis' own, and one
+function that sends a generated case and validates the answer.
+
+Generated path parameters and order lines are random strings, so left alone nearly every
+request would be a 404 on the first lookup. Positive cases are therefore "aimed": a hash of
+the generated value picks, two times in three, a real id from the seeded world (orders in
+every status, products, customers), so the fuzzer also reaches the code behind the lookup.
+Negative cases are sent as generated.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import schemathesis
+from schemathesis import Case, CheckContext, GenerationMode
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.core.transport import Response
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from orderflow.auth import service as auth
+from orderflow.auth import tokens
+from orderflow.catalogue.service import NewProduct, create_product
+from orderflow.db import Database
+from orderflow.fulfilment.charging import begin_charge, record_charge_result
+from orderflow.fulfilment.invoicing import generate_invoice
+from orderflow.fulfilment.stock import reserve_stock
+from orderflow.ids import new_id
+from orderflow.models import AuthSession, User
+from orderflow.money import Money
+from orderflow.orders import service as orders
+from orderflow.payments import LocalPaymentProvider
+from orderflow.settings import Settings
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, order_body
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_MEMBERS = ("type", "title", "status", "detail")
+
+
+@dataclass
+class FuzzWorld:
+    """What the fuzzer aims at, and the secrets no answer may contain."""
+
+    api_url: str
+    settings: Settings
+    database: Database
+    tokens: dict[str, str]
+    users: dict[str, User]
+    products: list[str]
+    orders: list[str]
+    secrets: list[str] = field(default_factory=list)
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def fresh_token(self, role: str) -> str:
+        """A session of its own, for a case that may end it (``POST /auth/logout``); opened
+        as ``auth.login`` opens one, without paying for a password hash per case."""
+        user = self.users[role]
+        with self.database.unit_of_work() as session:
+            opened = AuthSession(id=new_id("ses"), user_id=user.id)
+            session.add(opened)
+        return tokens.issue_access_token(
+            self.settings.jwt_secret.get_secret_value(),
+            user.id,
+            opened.id,
+            self.settings.access_token_ttl_seconds,
+        )
+
+
+def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWorld:
+    """Two clients and an admin, a few products, and orders of the client in every status,
+    one of them invoiced, so every route has something real to find.
+
+    Built from the services with fresh e-mails and SKUs, so it needs no empty database and
+    can live for a whole module (one world for every operation's run).
+    """
+    tag = uuid.uuid4().hex[:8]
+    with database.unit_of_work() as session:
+        users = {
+            "client": auth.register_user(session, f"fuzz-{tag}@example.com", PASSWORD, "Fuzz"),
+            "other": auth.register_user(session, f"other-{tag}@example.com", PASSWORD, None),
+            "admin": auth.ensure_admin(session, ADMIN_EMAIL, ADMIN_PASSWORD),
+        }
+        tokens = {
+            role: auth.login(
+                session, settings, user.email, ADMIN_PASSWORD if role == "admin" else PASSWORD
+            ).access_token
+            for role, user in users.items()
+        }
+        products = [
+            create_product(
+                session,
+                NewProduct(
+                    sku=f"FUZZ-{tag}-{n}",
+                    name=f"Fuzz product {n}",
+                    price=Money(500 + 250 * n, "usd"),
+                    stock=1_000_000,
+                    active=n < 4,
+                ),
+            ).id
+            for n in range(5)
+        ]
+    provider = LocalPaymentProvider()
+    order_ids: list[str] = []
+    for owner in ("client", "client", "client", "other"):
+        with database.unit_of_work() as session:
+            order_ids.append(_place(session, users[owner].id, products[len(order_ids)]))
+    _, confirmed, cancelled, _ = order_ids
+    with database.unit_of_work() as session:
+        reserve_stock(session, confirmed)
+    with database.unit_of_work() as session:
+        request = begin_charge(session, confirmed)
+    assert request is not None
+    result = provider.charge(
+        order_id=confirmed,
+        amount=request.amount,
+        payment_method=request.payment_method,
+        idempotency_key=request.idempotency_key,
+    )
+    with database.unit_of_work() as session:
+        record_charge_result(session, result, order_id=confirmed)
+    with database.unit_of_work() as session:
+        generate_invoice(session, confirmed)
+    with database.unit_of_work() as session:
+        orders.cancel_order(session, cancelled, orders.Viewer(users["client"].id, False))
+    return FuzzWorld(
+        api_url=api_url,
+        settings=settings,
+        database=database,
+        tokens=tokens,
+        users=users,
+        products=products,
+        orders=order_ids,
+        secrets=[settings.jwt_secret.get_secret_value(), PASSWORD, ADMIN_PASSWORD],
+    )
+
+
+def _place(session: Session, customer_id: str, product_id: str) -> str:
+    body = order_body((product_id, 1))
+    command = orders.PlaceOrder(
+        customer_id=customer_id,
+        items=[orders.LineRequest(product_id, 1)],
+        shipping_address=body["shipping_address"],
+        payment_method=body["payment_method"],
+    )
+    return orders.place_order(session, command).id
+
+
+# --- aiming ----------------------------------------------------------------------------------
+
+
+def _pick(value: object, pool: list[str]) -> str | None:
+    """Two times in three a real id from ``pool``, chosen by a hash of the generated value
+    (deterministic, so hypothesis can replay and shrink the case)."""
+    digest = zlib.crc32(repr(value).encode())
+    if digest % 3 == 0 or not pool:
+        return None
+    return pool[digest % len(pool)]
+
+
+def _is_positive(case: Case, location: ParameterLocation) -> bool:
+    meta = case.meta
+    if meta is None:
+        return False
+    component = meta.components.get(location)
+    return component is not None and component.mode is GenerationMode.POSITIVE
+
+
+def aim(case: Case, world: FuzzWorld) -> None:
+    pools = {
+        "order_id": world.orders,
+        "product_id": world.products,
+        "customer_id": [user.id for user in world.users.values()],
+    }
+    if case.path_parameters and _is_positive(case, ParameterLocation.PATH):
+        for name, value in list(case.path_parameters.items()):
+            chosen = _pick(value, pools.get(name, []))
+            if chosen is not None:
+                case.path_parameters[name] = chosen
+    body = case.body
+    if isinstance(body, dict) and _is_positive(case, ParameterLocation.BODY):
+        items = body.get("items")
+        if isinstance(items, list) and len(items) <= len(world.products):
+            chosen_ids = [_pick(item, world.products) for item in items]
+            taken = [pid for pid in chosen_ids if pid is not None]
+            if len(taken) == len(set(taken)):  # one line per product, as the service asks
+                for item, pid in zip(items, chosen_ids, strict=True):
+                    if pid is not None and isinstance(item, dict):
+                        item["product_id"] = pid
+        if "customer_id" in body:
+            chosen = _pick(body["customer_id"], pools["customer_id"])
+            if chosen is not None:
+                body["customer_id"] = chosen
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def problem_details(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Every 4xx and 5xx answer is an RFC 9457 problem document naming its status."""
+    if response.status_code < 400:
+        return None
+    content_type = response.headers.get("content-type", [""])[0].split(";")[0].strip()
+    assert content_type == PROBLEM_JSON, (
+        f"{response.status_code} answered {content_type!r}, not {PROBLEM_JSON}"
+    )
+    body = response.json()
+    assert isinstance(body, dict), f"problem body is not an object: {body!r}"
+    missing = [member for member in PROBLEM_MEMBERS if not body.get(member)]
+    assert not missing, f"problem document lacks {missing}: {body}"
+    assert body["status"] == response.status_code, f"status {body['status']} in a {response}"
+    if body["type"] == "/problems/validation-error":
+        assert body.get("errors"), f"a validation error names no field: {body}"
+    return True
+
+
+def make_secret_check(secrets: list[str]) -> Callable[[CheckContext, Response, Case], bool | None]:
+    def no_secrets_echoed(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+        """No answer (body or headers) carries a configured secret or a known password."""
+        text = response.content.decode("utf-8", "replace") if response.content else ""
+        headers = " ".join(f"{k}: {v}" for k, vs in response.headers.items() for v in vs)
+        for secret in secrets:
+            assert secret not in text, "a secret appears in the response body"
+            assert secret not in headers, "a secret appears in the response headers"
+        return True
+
+    return no_secrets_echoed
+
+
+# --- running one case ------------------------------------------------------------------------
+
+
+@dataclass
+class FuzzStats:
+    """What a run sent: generated cases by phase, and every request that went through the
+    run's session (cases and the extra requests some checks make) by status class."""
+
+    cases: Counter[str] = field(default_factory=Counter)
+    responses: Counter[str] = field(default_factory=Counter)
+
+    def count_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.responses[f"{response.status_code // 100}xx"] += 1
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.hooks["response"].append(self.count_response)
+        return session
+
+    def summary(self) -> str:
+        return (
+            f"{sum(self.cases.values())} generated cases {dict(self.cases)}, "
+            f"{sum(self.responses.values())} responses {dict(self.responses)}"
+        )
+
+
+def run_case(
+    case: Case, world: FuzzWorld, role: str, session: requests.Session, stats: FuzzStats
+) -> None:
+    """Aim, authenticate as ``role``, send over real HTTP and run every check."""
+    aim(case, world)
+    stats.cases[case.meta.phase.name.value if case.meta else "unknown"] += 1
+    token = world.tokens[role]
+    if case.operation.path.endswith("/auth/logout"):
+        token = world.fresh_token(role)  # logging out must not end the run's own session
+    case.call_and_validate(
+        base_url=world.api_url,
+        session=session,
+        headers={"Authorization": f"Bearer {token}"},
+        additional_checks=[problem_details, make_secret_check(world.secrets)],
+    )
+
+
+#: Answers that schema-valid input may legitimately get, because the rule is one JSON Schema
+#: cannot state; every other check stays on for these operations.
+_SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
+    ("POST", "/api/v1/auth/register", ["422"], "password strength: letters and digits"),
+    ("PUT", "/api/v1/auth/password", ["422"], "password strength of new_password"),
+    ("POST", "/api/v1/orders", ["422"], "one line per product, one currency per order"),
+    ("POST", "/api/v1/webhooks/stripe", ["400"], "a well-formed signature that does not verify"),
+]
+_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+
+
+def profile(max_examples: int) -> dict[str, Any]:
+    """Schemathesis configuration: every check and phase on, ``max_examples`` generated
+    cases per operation in the fuzzing phase (examples and coverage phases come on top)."""
+    return {
+        # PostgreSQL cannot store NUL, so the API refuses it with a 422 the spec does not
+        # state; test_security sends NUL in every field instead. Unknown query parameters
+        # are ignored, as is customary (proxies and analytics add them); unknown body fields
+        # are refused, which test_security checks for every body.
+        "generation": {"allow-x00": False, "allow-extra-parameters": False},
+        "phases": {"fuzzing": {"generation": {"max-examples": max_examples}}},
+        "operations": [
+            {
+                "include-name": f"{method} {path}",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, *extra]}},
+            }
+            for method, path, extra, _why in _SEMANTIC_REFUSALS
+        ],
+    }
+
+
+def served_spec() -> dict[str, Any]:
+    """The OpenAPI document the app serves at ``/openapi.json``. It depends on no setting
+    (``test_the_fuzzed_spec_is_the_served_one`` compares it with the live server's), so the
+    settings are the defaults, not read from the environment."""
+    return create_app(Settings.model_construct(environment="test")).openapi()
+
+
+def load_schema(config: dict[str, Any]) -> schemathesis.BaseSchema:
+    """The spec, loaded at import time so pytest gets one test per operation."""
+    return schemathesis.openapi.from_dict(
+        served_spec(), config=schemathesis.Config.from_dict(config)
+    )
