@@ -20,7 +20,7 @@ class Money:
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int):
             raise TypeError(f"Money amount must be an int of minor units, not {self.amount!r}")
-        if not _CURRENCY.match(self.currency):
+        if not _CURRENCY.fullmatch(self.currency):
             raise ValueError(f"currency must be a lowercase ISO 4217 code, not {self.currency!r}")
 
     @classmethod

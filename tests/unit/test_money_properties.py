@@ -165,12 +165,6 @@ def test_currency_codes_are_lowercase_iso_shaped(amount: int, currency: str) -> 
         Money(amount, currency)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: orderflow/money.py checks the code with re.match('^[a-z]{3}$'), and $ "
-    "also matches before a final newline, so Money(1, 'usd\\n') exists and then refuses to "
-    "add to Money(1, 'usd'); fix: _CURRENCY.fullmatch(...) (or \\Z). Drop this mark then.",
-)
 @given(AMOUNTS, CURRENCIES)
 def test_a_currency_code_with_a_trailing_newline_is_refused(amount: int, currency: str) -> None:
     with pytest.raises(ValueError, match="ISO 4217"):
