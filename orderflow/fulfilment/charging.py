@@ -87,9 +87,11 @@ def charge_payment(database: Database, provider: PaymentProvider, order_id: str)
 def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
     """Decide whether the order needs a provider call now, and with which key."""
     order = lock_order(session, order_id)
-    if order.status != OrderStatus.PENDING.value or not has_reservations(session, order_id):
-        return None
     charge = _charge_of(session, order_id)
+    if order.status != OrderStatus.PENDING.value:
+        return _unfinished_charge_of_ended_order(order, charge)
+    if not has_reservations(session, order_id):
+        return None
     if charge is None:
         charge = Payment(
             order_id=order_id,
@@ -111,6 +113,21 @@ def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
         payment_method=order.payment_method,
         idempotency_key=charge_idempotency_key(order_id, charge.attempt),
         known_intent_id=charge.provider_id if charge.status == "requires_action" else None,
+    )
+
+
+def _unfinished_charge_of_ended_order(order: Order, charge: Payment | None) -> ChargeRequest | None:
+    """An order cancelled (or failed) while its charge was in flight: ask the provider how that
+    charge ended, by the intent if we know it, else by replaying the same key, so a capture
+    the worker never recorded is found and refunded instead of kept."""
+    if charge is None or charge.status not in ("processing", "requires_action"):
+        return None
+    return ChargeRequest(
+        order_id=order.id,
+        amount=Money(charge.amount, charge.currency),
+        payment_method=order.payment_method,
+        idempotency_key=charge_idempotency_key(order.id, charge.attempt),
+        known_intent_id=charge.provider_id,
     )
 
 

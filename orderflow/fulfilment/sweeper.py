@@ -55,6 +55,7 @@ def find_stalled_work(session: Session, stalled_for: float) -> list[Redrive]:
     work = [
         *_ids(session, Step.RESERVE_STOCK, _pending_unreserved(), stale),
         *_ids(session, Step.CHARGE_PAYMENT, _pending_reserved_unpaid(), stale),
+        *_ids(session, Step.CHARGE_PAYMENT, _ended_with_charge_in_flight(), stale),
         *_ids(session, Step.GENERATE_INVOICE, _uninvoiced(), stale),
         *_ids(session, Step.REFUND_PAYMENT, _unrefunded(), stale),
     ]
@@ -103,6 +104,14 @@ def _pending_reserved_unpaid() -> ColumnElement[bool]:
         Order.failure_reason.is_(None),
         exists().where(StockReservation.order_id == Order.id),
         ~_charge("succeeded", "declined", "unavailable"),
+    )
+
+
+def _ended_with_charge_in_flight() -> ColumnElement[bool]:
+    """Cancelled or failed while a charge was under way: it may have captured money."""
+    return and_(
+        Order.status.in_((OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)),
+        _charge("processing", "requires_action"),
     )
 
 
