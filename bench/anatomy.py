@@ -38,7 +38,7 @@ from bench.common import (
     table,
     write_raw,
 )
-from bench.patched import PATCHES, apply
+from bench.patched import apply
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Recorder:
         anyio.to_thread.run_sync = counted  # what FastAPI/Starlette's run_in_threadpool calls
         from sqlalchemy.engine.default import DefaultDialect
 
-        self._do_ping = DefaultDialect.do_ping
+        self._do_ping = DefaultDialect._do_ping_w_event
         recorder = self
 
         def do_ping(dialect: Any, connection: Any) -> bool:
@@ -113,7 +113,7 @@ class Recorder:
                 recorder.current.pings += 1
             return bool(recorder._do_ping(dialect, connection))
 
-        DefaultDialect.do_ping = do_ping  # type: ignore[method-assign]
+        DefaultDialect._do_ping_w_event = do_ping  # type: ignore[method-assign]
 
     def close(self) -> None:
         event.remove(Engine, "before_cursor_execute", self._statement)
@@ -123,7 +123,7 @@ class Recorder:
         anyio.to_thread.run_sync = self._run_sync
         from sqlalchemy.engine.default import DefaultDialect
 
-        DefaultDialect.do_ping = self._do_ping  # type: ignore[method-assign]
+        DefaultDialect._do_ping_w_event = self._do_ping  # type: ignore[method-assign]
 
     def _statement(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if self.current is not None:
@@ -367,13 +367,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.anatomy", description=__doc__)
     service_arguments(parser)
     parser.add_argument("--orders", type=int, default=200, help="orders to measure (10..5000)")
-    parser.add_argument(
-        "--patch",
-        action="append",
-        default=[],
-        choices=sorted(PATCHES),
-        help="apply a prototype optimisation of bench.patched (repeatable)",
-    )
     args = parser.parse_args(argv)
     if not 10 <= args.orders <= 5000:
         parser.error("--orders must be 10..5000")

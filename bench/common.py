@@ -77,7 +77,8 @@ def service_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME",
         help="start the system with a prototype optimisation of bench.patched (repeatable): "
-        "session_limit, async_deps, lazy_lines, relay_core, no_sent_event, no_pre_ping",
+        "session_limit, async_deps, core_intake, lazy_lines, relay_core, no_sent_event, "
+        "no_pre_ping",
     )
     parser.add_argument(
         "--redis-url",

@@ -78,7 +78,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="record the real API with py-spy during the highest level (folded stacks in DIR; "
         "see bench.profiling)",
     )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="name of the raw figures file in bench/results/raw (default: intake, or "
+        "intake-custom with --env or --patch, so bench.plot keeps to the default run)",
+    )
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "intake-custom" if args.env or args.patch else "intake"
     args.levels = [int(level) for level in str(args.levels).split(",") if level.strip()]
     if not all(1 <= level <= 512 for level in args.levels):
         parser.error("levels must be between 1 and 512")
@@ -304,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = measure(args)
     print()
     print(report(figures))
-    path = write_raw("intake", figures)
+    path = write_raw(args.name, figures)
     print(f"raw figures: {path}")
     return figures
 

@@ -146,7 +146,102 @@ def session_limit() -> None:
     depends.__post_init__()
 
 
+def core_intake() -> None:
+    """``place_order`` writes with SQLAlchemy Core instead of the ORM unit of work: the order
+    (``RETURNING created_at, updated_at``), its lines (one executemany), the event and the
+    outbox row as plain INSERTs, the catalogue read as a column SELECT, and the answer built
+    from the values it wrote, so the ``refresh`` (a SELECT of the order and one of its lines)
+    goes too. Same checks, same rows, same transaction."""
+    from sqlalchemy import func, insert, select, text
+    from sqlalchemy.orm import Session
+
+    from orderflow import outbox
+    from orderflow.errors import InsufficientStock, NotFound, Unprocessable
+    from orderflow.fulfilment.steps import Step
+    from orderflow.ids import new_id
+    from orderflow.models import Order, OrderEvent, OrderLine, OutboxMessage, Product, User
+    from orderflow.orders import service
+    from orderflow.orders.state import OrderStatus, PaymentStatus
+
+    columns = (Product.id, Product.sku, Product.name, Product.price_amount, Product.currency,
+               Product.stock, Product.active)  # fmt: skip
+
+    def place_order(session: Session, command: Any) -> Order:
+        if session.get(User, command.customer_id) is None:
+            raise NotFound(f"customer {command.customer_id} does not exist")
+        wanted = [line.product_id for line in command.items]
+        if len(set(wanted)) != len(wanted):
+            raise Unprocessable(
+                "each product may appear on one line only; raise the quantity instead",
+                errors=[{"field": "items", "message": "duplicate product_id"}],
+            )
+        found = {row.id: row for row in session.execute(
+            select(*columns).where(Product.id.in_(wanted)))}  # fmt: skip
+        for product_id in wanted:
+            if product_id not in found or not found[product_id].active:
+                raise NotFound(
+                    f"product {product_id} does not exist or is no longer sold",
+                    product_id=product_id,
+                )
+        currencies = {row.currency for row in found.values()}
+        if len(currencies) != 1:
+            raise Unprocessable(
+                "all products of one order must be priced in the same currency",
+                errors=[{"field": "items", "message": "mixed currencies"}],
+            )
+        currency = currencies.pop()
+        order_id, lines, total = new_id("ord"), [], 0
+        for line_no, requested in enumerate(command.items, start=1):
+            product = found[requested.product_id]
+            if product.stock < requested.quantity:
+                raise InsufficientStock(
+                    f"product {product.id} has {product.stock} in stock, "
+                    f"{requested.quantity} requested",
+                    product_id=product.id,
+                )
+            subtotal = product.price_amount * requested.quantity
+            total += subtotal
+            lines.append({
+                "order_id": order_id, "line_no": line_no, "product_id": product.id,
+                "sku": product.sku, "name": product.name, "quantity": requested.quantity,
+                "unit_price_amount": product.price_amount, "subtotal_amount": subtotal,
+            })  # fmt: skip
+        values = {
+            "id": order_id, "customer_id": command.customer_id,
+            "status": OrderStatus.PENDING.value, "payment_status": PaymentStatus.UNPAID.value,
+            "currency": currency, "subtotal_amount": total, "total_amount": total,
+            "shipping_address": command.shipping_address,
+            "payment_method": command.payment_method,
+        }  # fmt: skip
+        created_at, updated_at = session.execute(
+            insert(Order).values(values).returning(Order.created_at, Order.updated_at)
+        ).one()
+        session.execute(insert(OrderLine), lines)
+        session.execute(insert(OrderEvent).values(
+            id=new_id("evt"), order_id=order_id, type="order_placed", actor=command.customer_id,
+            data={"total": total, "currency": currency, "lines": len(lines)},
+            created_at=func.clock_timestamp(),
+        ))  # fmt: skip
+        payload: dict[str, Any] = {"order_id": order_id}
+        request_id = outbox.current_request_id()
+        if request_id is not None:
+            payload[outbox.REQUEST_ID_KEY] = request_id
+        session.execute(insert(OutboxMessage).values(
+            topic=Step.RESERVE_STOCK.value, order_id=order_id, payload=payload))  # fmt: skip
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": outbox.NOTIFY_CHANNEL})
+        # A transient object for the response only; never added to the session.
+        return Order(
+            **values, invoice_number=None, payment_intent_id=None, failure_reason=None,
+            created_at=created_at, updated_at=updated_at,
+            lines=[OrderLine(**{k: v for k, v in line.items() if k != "order_id"})
+                   for line in lines],
+        )  # fmt: skip
+
+    service.place_order = place_order
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "core_intake": core_intake,
     "session_limit": session_limit,
     "no_pre_ping": no_pre_ping,
     "async_deps": async_deps,

@@ -407,12 +407,23 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--idle-orders", type=int, default=20, help="orders placed one by one")
     parser.add_argument(
+        "--skip-baseline", action="store_true", help="measure the system only (for A/B runs)"
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="record the worker, relay and API with py-spy during the highest-concurrency run "
         "(folded stacks in DIR; see bench.profiling)",
     )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="name of the raw figures file in bench/results/raw (default: pipeline, or "
+        "pipeline-custom with --env or --patch, so bench.plot keeps to the default run)",
+    )
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "pipeline-custom" if args.env or args.patch else "pipeline"
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if not all(1 <= c <= 16 for c in args.concurrency) or not 1 <= args.window <= 1000:
         parser.error("concurrency must be 1..16 and the window 1..1000")
@@ -468,7 +479,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             measured = [r["tasks_per_order"] for r in real.values()]
             steps = round(min(measured)) if measured else 4
             chains = Chains(redis_url, steps)
-            for concurrency in args.concurrency:
+            for concurrency in [] if args.skip_baseline else args.concurrency:
                 children.start(
                     "noop",
                     *worker_args("bench.noop_app", concurrency, "noop"),
@@ -556,7 +567,7 @@ def report(figures: dict[str, Any]) -> str:
     idle = figures.get("idle", {})
     if "real" in idle:
         real, base = idle["real"], idle.get("baseline", {})
-        text += [
+        text += [  # (the baseline columns stay empty with --skip-baseline)
             "",
             f"Idle system, one order at a time (-c {idle['concurrency']}, "
             f"{real['placed']} orders):",
@@ -586,7 +597,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = measure(args)
     print()
     print(report(figures))
-    print(f"raw figures: {write_raw('pipeline', figures)}")
+    print(f"raw figures: {write_raw(args.name, figures)}")
     return figures
 
 

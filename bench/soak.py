@@ -66,7 +66,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         default=1800,
         help="stop placing orders after this long, whatever --orders says",
     )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="name of the raw figures file in bench/results/raw (default: soak, or "
+        "soak-custom with --env or --patch, so bench.plot keeps to the default run)",
+    )
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "soak-custom" if args.env or args.patch else "soak"
     if not 100 <= args.orders <= 100_000 or not 1 <= args.window <= 1000:
         parser.error("--orders must be 100..100000 and --window 1..1000")
     if not 1 <= args.concurrency <= 16 or not 0.2 <= args.interval <= 60:
@@ -184,8 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = measure(args)
     print()
     print(report(figures))
-    name = "soak" if args.orders < 10_000 else "soak-full"
-    print(f"raw figures: {write_raw(name, figures)}")
+    print(f"raw figures: {write_raw(args.name, figures)}")
     return figures
 
 
