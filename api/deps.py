@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from orderflow.auth import service as auth
-from orderflow.db import Database
+from orderflow.db import API_POOL_SIZE, Database
 from orderflow.errors import Forbidden, NotAuthenticated, OrderflowError
 from orderflow.models import User
 from orderflow.orders.service import Viewer
@@ -23,12 +23,17 @@ REFRESH_COOKIE = "orderflow_refresh"
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /auth/login")
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read the request or app state are ``async def``: FastAPI runs a
+# plain ``def`` dependency in a worker thread, a hand-off each. Those that touch the database
+# stay plain functions, run in the thread pool.
+
+
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -54,10 +59,17 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+#: Request sessions open at once, per API process: what the pool holds (``make_engine``: 10
+#: connections + 10 overflow). More requests wait on the event loop for a turn, not in a
+#: worker thread; otherwise, past ~40 concurrent requests, every thread of the pool could wait
+#: for a connection held by a request that waits for a thread, until the pool times out.
+MAX_OPEN_SESSIONS = 2 * API_POOL_SIZE
+SessionDep = Annotated[
+    Session, Depends(get_session, scope="function", max_concurrency=MAX_OPEN_SESSIONS)
+]
 
 
-def access_token_of(
+async def access_token_of(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -79,7 +91,7 @@ def current_user(session: SessionDep, settings: SettingsDep, token: AccessToken)
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     if user.role != auth.ADMIN:
         raise Forbidden("only admins may do this")
     return user
@@ -88,7 +100,7 @@ def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-def viewer_of(user: CurrentUser) -> Viewer:
+async def viewer_of(user: CurrentUser) -> Viewer:
     return Viewer(user_id=user.id, is_admin=user.role == auth.ADMIN)
 
 

@@ -136,7 +136,7 @@ def install_rate_limits(app_state: Any, client: redis.Redis, settings: Settings)
     app_state.rate_limits = Limits.from_settings(settings)
 
 
-def _limiter(request: Request) -> tuple[RateLimiter, Limits]:
+async def _limiter(request: Request) -> tuple[RateLimiter, Limits]:
     return request.app.state.rate_limiter, request.app.state.rate_limits
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from orderflow.logging import current_request_id
 from orderflow.models import OutboxMessage
 
-#: Channel the relay LISTENs on; NOTIFY is delivered only when the transaction commits.
+#: Channel the relay LISTENs on. A trigger on the outbox table (migration 0005) notifies it
+#: on every insert; PostgreSQL delivers the notification only when the transaction commits.
 NOTIFY_CHANNEL = "orderflow_outbox"
 #: Payload key carrying the id of the HTTP request that caused the work; the relay moves it
 #: into the task's headers, so it never reaches the task as an argument.
@@ -23,7 +24,6 @@ def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[st
     if request_id is not None:
         payload = {**payload, REQUEST_ID_KEY: request_id}
     session.add(OutboxMessage(topic=topic, order_id=order_id, payload=payload))
-    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 def task_call(message: OutboxMessage) -> tuple[dict[str, Any], dict[str, str]]:

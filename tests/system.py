@@ -36,6 +36,9 @@ class SystemProcesses:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: How each process was started, so that ``revive_exited`` can start it again.
+    recipes: dict[str, Callable[[], subprocess.Popen[bytes]]] = field(default_factory=dict)
+    revived: list[str] = field(default_factory=list)
 
     def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         process = spawn([sys.executable, *args], self.log_dir / f"{name}.log", env=self.env)
@@ -44,6 +47,7 @@ class SystemProcesses:
 
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
         """Start a worker on every queue and wait until it consumes."""
+        self.recipes[name] = lambda: self.start_worker(name, concurrency)
         log = self.log_dir / f"{name}.log"
         seen = log.read_text(errors="replace").count(" ready.") if log.exists() else 0
         process = self._start(
@@ -56,9 +60,11 @@ class SystemProcesses:
         return process
 
     def start_relay(self, name: str = "relay") -> subprocess.Popen[bytes]:
+        self.recipes[name] = lambda: self.start_relay(name)
         return self._start(name, "-m", "workers.relay")
 
     def start_beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
+        self.recipes[name] = lambda: self.start_beat(name)
         schedule = self.log_dir / f"{name}-schedule"
         return self._start(
             name,
@@ -89,6 +95,14 @@ class SystemProcesses:
         )
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
         return process
+
+    def revive_exited(self) -> None:
+        """Start again what exited on its own, as a supervisor does in production (compose's
+        ``restart: unless-stopped``). A process the test killed is not in ``processes``."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is not None and name in self.recipes:
+                self.revived.append(name)
+                self.recipes[name]()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill a process and everything it started (a worker's pool processes too)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from orderflow.errors import NotFound, TransitionNotAllowed
 from orderflow.fulfilment.steps import EmailKind, Step, schedule
@@ -24,10 +25,13 @@ STATUS_EMAILS = {
 
 
 def lock_order(session: Session, order_id: str) -> Order:
+    """The order row, locked and freshly read; its lines load only if the caller reads them
+    (most steps never do)."""
     order = session.scalar(
         select(Order)
         .where(Order.id == order_id)
         .with_for_update()
+        .options(lazyload(Order.lines))
         .execution_options(populate_existing=True)
     )
     if order is None:
@@ -53,11 +57,14 @@ def transition(
         update(Order)
         .where(Order.id == order.id, Order.status == current.value)
         .values(status=target.value, updated_at=func.now(), **changes)
-        .returning(Order.id)
+        .returning(Order.updated_at)
     ).first()
     if moved is None:
         raise TransitionNotAllowed(f"order {order.id} changed status concurrently; retry")
-    session.refresh(order)
+    # The row now holds exactly these values: put them on the object as loaded, without the
+    # SELECTs of a refresh (and without marking it dirty).
+    for name, value in {"status": target.value, "updated_at": moved.updated_at, **changes}.items():
+        set_committed_value(order, name, value)
     record_event(
         session,
         order.id,

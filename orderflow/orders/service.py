@@ -145,7 +145,6 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
     )
     schedule(session, Step.RESERVE_STOCK, order.id)
     session.flush()
-    session.refresh(order)
     return order
 
 

@@ -91,6 +91,7 @@ class ChaosSystem:
 
     def settle_and_check(self, shoppers: Shoppers) -> dict[str, int]:
         """Wait until every order is at rest, then check every promise."""
+        self.processes.revive_exited()
         wait_for_rest(self.database, SETTLE_SECONDS)
         return assert_promises_kept(
             self.database, self.initial_stock, set(shoppers.accepted.values())

@@ -1,0 +1,39 @@
+"""outbox notify trigger
+
+Revision ID: 0005
+Revises: 0004
+
+Every INSERT into the outbox wakes the relay (``NOTIFY orderflow_outbox``, delivered at
+commit) from the database itself: one round trip less for every writer, and no writer can
+forget it.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+        CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('orderflow_outbox', '');
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP TRIGGER outbox_notify ON outbox")
+    op.execute("DROP FUNCTION outbox_notify()")
