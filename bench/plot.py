@@ -196,7 +196,7 @@ def markdown(intake: dict[str, Any] | None, pipeline: dict[str, Any] | None,
             f"## Soak, {label} (`python -m bench.soak --orders {figures['orders']}`): "
             f"{figures['completed']:,} orders in {figures['seconds']:.0f} s "
             f"({figures['throughput']:.1f}/s), {figures['failed']} failed, "
-            f"{figures['tasks_per_order']:.2f} tasks an order",
+            f"{figures['steps_per_order']:.2f} steps an order",
             "",
             "| process | RSS start MB | end MB | peak MB | growth |",
             "| --- | ---: | ---: | ---: | ---: |",

@@ -135,7 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(1.0)
                 samples.append(sample(children, time.time(), len(loop.done)))
                 ids = list(loop.placed)
-                tasks = system.tasks_per_order(ids)
+                tasks = system.steps_per_order(ids)
                 failed = len(loop.failed)
             finally:
                 system.close()
@@ -153,7 +153,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": len(loop.done) / elapsed if elapsed else float("nan"),
         "done_p50_ms": 1000 * percentile(to_done, 50),
         "done_p95_ms": 1000 * percentile(to_done, 95),
-        "tasks_per_order": tasks,
+        "steps_per_order": tasks,
         "rss_start_mb": {c: start[c] for c in COMPONENTS},
         "rss_end_mb": {c: end[c] for c in COMPONENTS},
         "rss_peak_mb": {c: max(s[c] for s in samples) for c in COMPONENTS},
@@ -175,7 +175,7 @@ def report(figures: dict[str, Any]) -> str:
         f"failed) in {figures['seconds']:.0f} s = {figures['throughput']:.1f} orders/s, "
         f"-c {figures['concurrency']}, {figures['window']} in flight, to done p50 "
         f"{figures['done_p50_ms']:.0f} ms p95 {figures['done_p95_ms']:.0f} ms, "
-        f"{figures['tasks_per_order']:.2f} tasks an order; RSS after "
+        f"{figures['steps_per_order']:.2f} steps an order; RSS after "
         f"{figures['warmup_orders']} warm-up orders and at the end:\n"
         + table(["process", "start MB", "end MB", "peak MB", "growth"], rows)
         + "\n"

@@ -3,9 +3,14 @@ caused it, and a relay moves it onto the broker after commit. No dual writes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from orderflow.logging import current_request_id
@@ -19,16 +24,52 @@ NOTIFY_CHANNEL = "orderflow_outbox"
 REQUEST_ID_KEY = "_request_id"
 
 
+@dataclass
+class Takeover:
+    """Messages of ``topics`` that the current process will run itself, once the transaction
+    that wrote them has committed: a worker going on with an order's next step without a
+    round trip through the relay and the broker. They are written as already dispatched, so
+    the relay leaves them alone; a process that dies before running them loses them the way
+    a flushed broker would, and the sweeper schedules the step again."""
+
+    topics: frozenset[str]
+    #: (topic, payload) of the taken messages whose transaction committed, in order.
+    committed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+_takeover: ContextVar[Takeover | None] = ContextVar("outbox_takeover", default=None)
+
+
+@contextmanager
+def taking_over(topics: Collection[str]) -> Iterator[Takeover]:
+    """Within this block, messages of ``topics`` are kept for the caller (see ``Takeover``)."""
+    takeover = Takeover(frozenset(topics))
+    token = _takeover.set(takeover)
+    try:
+        yield takeover
+    finally:
+        _takeover.reset(token)
+
+
 def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[str, Any]) -> None:
     request_id = current_request_id()
     if request_id is not None:
         payload = {**payload, REQUEST_ID_KEY: request_id}
-    session.add(OutboxMessage(topic=topic, order_id=order_id, payload=payload))
+    message = OutboxMessage(topic=topic, order_id=order_id, payload=payload)
+    takeover = _takeover.get()
+    if takeover is not None and topic in takeover.topics:
+        message.dispatched_at, message.attempts = datetime.now(UTC), 1
+
+        def taken(_: Session) -> None:
+            takeover.committed.append((topic, payload))
+
+        event.listen(session, "after_commit", taken, once=True)
+    session.add(message)
 
 
-def task_call(message: OutboxMessage) -> tuple[dict[str, Any], dict[str, str]]:
-    """The task's keyword arguments and the headers to publish it with."""
-    kwargs = dict(message.payload)
+def task_call(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A message's task keyword arguments, and the headers to publish it with."""
+    kwargs = dict(payload)
     request_id = kwargs.pop(REQUEST_ID_KEY, None)
     return kwargs, ({"request_id": str(request_id)} if request_id else {})
 

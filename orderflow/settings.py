@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     provider_max_retries: int = Field(default=6, ge=0, le=20)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     relay_poll_seconds: float = Field(default=1.0, gt=0)
+    #: A worker runs an order's next step itself when it serves that step's queue, instead
+    #: of handing it to the relay and the broker (see ``outbox.Takeover``). Turn off to have
+    #: every step travel through its queue, e.g. to spread steps over dedicated workers.
+    continue_steps_in_process: bool = True
 
     log_level: str = "INFO"
     log_json: bool | None = None

@@ -4,11 +4,11 @@ from celery import Task, shared_task
 
 from orderflow.fulfilment.invoicing import generate_invoice as issue
 from orderflow.fulfilment.steps import Step
-from tasks import runtime
+from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS
 
 
 @shared_task(name=Step.GENERATE_INVOICE.value, **STEP_OPTIONS)
 def generate_invoice(self: Task, order_id: str) -> None:
-    with runtime.database().unit_of_work() as session:
+    with pipeline.continuing(), runtime.database().unit_of_work() as session:
         issue(session, order_id)

@@ -6,7 +6,7 @@ from celery import Task, shared_task
 from orderflow.fulfilment.refunds import refund_payment as refund
 from orderflow.fulfilment.steps import Step
 from orderflow.payments import PaymentProviderUnavailable
-from tasks import runtime
+from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 
 log = structlog.get_logger(__name__)
@@ -14,8 +14,9 @@ log = structlog.get_logger(__name__)
 
 @shared_task(name=Step.REFUND_PAYMENT.value, **STEP_OPTIONS)
 def refund_payment(self: Task, order_id: str) -> None:
-    try:
-        refund(runtime.database(), runtime.payment_provider(), order_id)
-    except PaymentProviderUnavailable as error:
-        # After the last retry the refund stays owed; the sweeper tries again later.
-        retry_or_give_up(self, error, lambda: log.error("refund not made yet"))
+    with pipeline.continuing():
+        try:
+            refund(runtime.database(), runtime.payment_provider(), order_id)
+        except PaymentProviderUnavailable as error:
+            # After the last retry the refund stays owed; the sweeper tries again later.
+            retry_or_give_up(self, error, lambda: log.error("refund not made yet"))

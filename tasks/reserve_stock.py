@@ -4,11 +4,11 @@ from celery import Task, shared_task
 
 from orderflow.fulfilment.steps import Step
 from orderflow.fulfilment.stock import reserve_stock as reserve
-from tasks import runtime
+from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS
 
 
 @shared_task(name=Step.RESERVE_STOCK.value, **STEP_OPTIONS)
 def reserve_stock(self: Task, order_id: str) -> None:
-    with runtime.database().unit_of_work() as session:
+    with pipeline.continuing(), runtime.database().unit_of_work() as session:
         reserve(session, order_id)

@@ -35,6 +35,19 @@ def email_sender() -> EmailSender:
     return InstrumentedEmailSender(sender, settings().email_provider)
 
 
+#: Step task names this worker process runs itself when a step schedules them (``pipeline``).
+_steps_served: frozenset[str] = frozenset()
+
+
+def serve_steps_here(topics: frozenset[str]) -> None:
+    global _steps_served
+    _steps_served = topics
+
+
+def steps_served_here() -> frozenset[str]:
+    return _steps_served
+
+
 def reset() -> None:
     """Forget what a parent process built; called in each new worker process."""
     for built in (database, payment_provider, email_sender):

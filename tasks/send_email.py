@@ -6,7 +6,7 @@ from celery import Task, shared_task
 from orderflow.email import EmailProviderUnavailable
 from orderflow.fulfilment.notifications import send_email as send
 from orderflow.fulfilment.steps import EmailKind, Step
-from tasks import runtime
+from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 
 log = structlog.get_logger(__name__)
@@ -14,8 +14,9 @@ log = structlog.get_logger(__name__)
 
 @shared_task(name=Step.SEND_EMAIL.value, **STEP_OPTIONS)
 def send_email(self: Task, order_id: str, kind: str) -> None:
-    try:
-        send(runtime.database(), runtime.email_sender(), order_id, EmailKind(kind))
-    except EmailProviderUnavailable as error:
-        # After the last retry the claim stays unsent; the sweeper tries again later.
-        retry_or_give_up(self, error, lambda: log.error("email not sent", kind=kind))
+    with pipeline.continuing():
+        try:
+            send(runtime.database(), runtime.email_sender(), order_id, EmailKind(kind))
+        except EmailProviderUnavailable as error:
+            # After the last retry the claim stays unsent; the sweeper tries again later.
+            retry_or_give_up(self, error, lambda: log.error("email not sent", kind=kind))

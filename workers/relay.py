@@ -39,7 +39,7 @@ def relay_once(database: Database) -> int:
     with database.unit_of_work() as session:
         batch = outbox.claim_batch(session, RELAY_BATCH)
         for message in batch:
-            kwargs, headers = outbox.task_call(message)
+            kwargs, headers = outbox.task_call(message.payload)
             publish(message.topic, kwargs, headers)
         if batch:
             outbox.mark_dispatched(session, [message.id for message in batch])

@@ -24,10 +24,12 @@ from celery.signals import (
 )
 
 from orderflow import metrics
+from orderflow.fulfilment.steps import Step
 from orderflow.logging import REQUEST_ID, configure_logging
 from orderflow.settings import get_settings
 from orderflow.startup import check_services, exit_on_config_error
 from tasks import runtime
+from tasks.reporting import task_finished
 from workers import metrics as worker_metrics
 
 log = structlog.get_logger("workers.tasks")
@@ -45,6 +47,19 @@ def _logging(**_: Any) -> None:
 def _check_services(**_: Any) -> None:
     """Refuse to start, in one line, when PostgreSQL or Redis cannot be used."""
     exit_on_config_error(lambda: check_services(get_settings()), program="orderflow worker")
+
+
+@worker_init.connect
+def _serve_steps_here(sender: Any = None, **_: Any) -> None:
+    """The steps this worker runs itself when the step before schedules them (tasks.pipeline):
+    those routed to a queue it consumes. Set before the pool forks, so every process has it."""
+    if sender is None or not get_settings().continue_steps_in_process:
+        return
+    consumed = set(sender.app.amqp.queues.consume_from)
+    routes = sender.app.conf.task_routes or {}
+    steps = frozenset(s.value for s in Step if routes.get(s.value, {}).get("queue") in consumed)
+    runtime.serve_steps_here(steps)
+    log.info("steps continued in this worker", steps=sorted(steps))
 
 
 @beat_init.connect
@@ -100,8 +115,5 @@ def _unbind(task_id: str, task: Any, state: str | None = None, **_: Any) -> None
     started = _started.pop(task_id, None)
     outcome = (state or "unknown").lower()
     if started is not None:
-        elapsed = time.perf_counter() - started
-        metrics.TASK_LATENCY.labels(task.name, outcome).observe(elapsed)
-        metrics.TASKS.labels(task.name, outcome).inc()
-        log.info("task finished", outcome=outcome, duration_ms=round(elapsed * 1000, 1))
+        task_finished(task.name, outcome, time.perf_counter() - started)
     structlog.contextvars.clear_contextvars()

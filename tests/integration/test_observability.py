@@ -142,7 +142,7 @@ def test_the_request_id_rides_the_outbox_into_task_headers(
     with clean_database.unit_of_work() as session:
         message = session.query(OutboxMessage).one()
         assert message.payload[REQUEST_ID_KEY] == "req-outbox-1"
-        kwargs, headers = task_call(message)
+        kwargs, headers = task_call(message.payload)
     assert REQUEST_ID_KEY not in kwargs
     assert kwargs["order_id"] == message.order_id
     assert headers == {"request_id": "req-outbox-1"}
