@@ -38,7 +38,6 @@ from bench.common import (
     table,
     write_raw,
 )
-from bench.patched import apply
 
 
 @dataclass
@@ -175,7 +174,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             logging.disable(logging.NOTSET)
     return {
         "orders": args.orders,
-        "patches": args.patch,
         "phases": {
             name: {
                 "runs": p.runs,
@@ -290,8 +288,10 @@ def _relay(recorder: Recorder, settings: Any, redis_url: str) -> None:
     try:
         relay.RELAY_BATCH = 1
         for number in range(300):
-            with recorder.phase("relay: one message a batch") if number >= 20 else (
-                contextlib.nullcontext()
+            with (
+                recorder.phase("relay: one message a batch")
+                if number >= 20
+                else (contextlib.nullcontext())
             ):
                 if relay.relay_once(database) == 0:
                     break
@@ -354,9 +354,7 @@ def report(figures: dict[str, Any]) -> str:
             shapes.append(f"  {name}: {listed}")
     return (
         "Anatomy of an order (one process; per run)\n"
-        + table(
-            ["phase", "runs", "SQL", "pings", "commits", "threads", "CPU ms", "wall ms"], rows
-        )
+        + table(["phase", "runs", "SQL", "pings", "commits", "threads", "CPU ms", "wall ms"], rows)
         + "\n\nStatements per run:\n"
         + "\n".join(shapes)
         + "\n"
@@ -370,12 +368,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not 10 <= args.orders <= 5000:
         parser.error("--orders must be 10..5000")
-    applied = apply(",".join(args.patch))
-    print(f"patches: {', '.join(applied) or 'none'}")
     figures = measure(args)
     print(report(figures))
-    name = "-".join(["anatomy", *args.patch])
-    print(f"raw figures: {write_raw(name, figures)}")
+    print(f"raw figures: {write_raw('anatomy', figures)}")
     return figures
 
 

@@ -28,7 +28,6 @@ import redis
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.patched import PATCHES_ENV
 from orderflow.auth import passwords, tokens
 from orderflow.db import Database, make_engine
 from orderflow.embedded.child import free_port, spawn
@@ -72,15 +71,6 @@ def service_arguments(parser: argparse.ArgumentParser) -> None:
         "ORDERFLOW_LOG_LEVEL=WARNING or UVICORN_ACCESS_LOG=false, to measure a setting",
     )
     parser.add_argument(
-        "--patch",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="start the system with a prototype optimisation of bench.patched (repeatable): "
-        "session_limit, async_deps, core_intake, lazy_lines, relay_core, no_sent_event, "
-        "no_pre_ping",
-    )
-    parser.add_argument(
         "--redis-url",
         default=os.environ.get("ORDERFLOW_TEST_REDIS_URL", LOCAL_REDIS_URL),
         help="a Redis server, without a db number "
@@ -88,9 +78,9 @@ def service_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def extra_env(pairs: Sequence[str], patches: Sequence[str] = ()) -> dict[str, str]:
-    """``--env NAME=VALUE`` and ``--patch NAME`` arguments as environment variables."""
-    env = {PATCHES_ENV: ",".join(patches)} if patches else {}
+def extra_env(pairs: Sequence[str]) -> dict[str, str]:
+    """``--env NAME=VALUE`` arguments as environment variables."""
+    env: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
@@ -230,8 +220,6 @@ class Children:
         if name in self.processes:
             raise RuntimeError(f"{name} is already running")
         merged = {**self.env, **(env or {})}
-        if merged.get(PATCHES_ENV) and args[:1] == ("-m",):
-            args = ("-m", "bench.patched", *args)  # prototypes applied before the module runs
         process = spawn([sys.executable, *args], self.log(name), env=merged)
         self.processes[name] = process
         return process.pid
@@ -433,8 +421,12 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}" if abs(value) >= 10 else (
-            f"{value:.2f}"
+        return (
+            f"{value:,.0f}"
+            if abs(value) >= 100
+            else f"{value:,.1f}"
+            if abs(value) >= 10
+            else (f"{value:.2f}")
         )
     return str(value)
 
@@ -503,9 +495,7 @@ class CpuMeter:
 
     def start(self) -> None:
         self.started = time.monotonic()
-        self.before = {
-            name: [(p, _cpu(p)) for p in find()] for name, find in self.groups.items()
-        }
+        self.before = {name: [(p, _cpu(p)) for p in find()] for name, find in self.groups.items()}
 
     def stop(self) -> dict[str, float]:
         used = {

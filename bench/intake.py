@@ -47,7 +47,6 @@ from bench.common import (
     wait_until,
     write_raw,
 )
-from bench.patched import PATCHES_ENV
 from bench.profiling import PySpy, profiling
 from orderflow.embedded.child import spawn
 
@@ -82,11 +81,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "--name",
         default=None,
         help="name of the raw figures file in bench/results/raw (default: intake, or "
-        "intake-custom with --env or --patch, so bench.plot keeps to the default run)",
+        "intake-custom with --env, so bench.plot keeps to the default run)",
     )
     args = parser.parse_args(argv)
     if args.name is None:
-        args.name = "intake-custom" if args.env or args.patch else "intake"
+        args.name = "intake-custom" if args.env else "intake"
     args.levels = [int(level) for level in str(args.levels).split(",") if level.strip()]
     if not all(1 <= level <= 512 for level in args.levels):
         parser.error("levels must be between 1 and 512")
@@ -171,9 +170,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         settings = bench_settings(database_url, redis_url, scratch / "state")
         seeded = seed(settings, users=max(args.levels))
         bodies = [json.dumps(order_body(seeded.product_ids, rng)) for _ in range(256)]
-        env = process_env(
-            settings, BENCH_CUSTOMER_ID=seeded.user_ids[0], **extra_env(args.env, args.patch)
-        )
+        env = process_env(settings, BENCH_CUSTOMER_ID=seeded.user_ids[0], **extra_env(args.env))
         real = Target("real", free_port(), "api")
         baseline = Target("baseline", free_port(), "baseline")
         results: dict[str, list[dict[str, Any]]] = {"real": [], "baseline": []}
@@ -182,7 +179,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             children.start(
                 "baseline",
                 *uvicorn_args("bench.baseline_app:create_app", baseline.port),
-                env={PATCHES_ENV: ""},  # prototypes are for the real API only
             )
             for target in (real, baseline):
                 url = f"http://127.0.0.1:{target.port}/healthz"
@@ -225,8 +221,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         f"  p50 {summary['p50_ms']:6.1f}  p99 {summary['p99_ms']:6.1f} ms"
                         f"  server CPU {summary['server_cpu_percent']:3.0f} %"
                         f" ({summary['server_cpu_ms_per_order']:.2f} ms an order)"
-                        + (f"  not created: {summary['not_created']}" if summary["not_created"]
-                           else ""),
+                        + (
+                            f"  not created: {summary['not_created']}"
+                            if summary["not_created"]
+                            else ""
+                        ),
                         flush=True,
                     )
                 children.check()
@@ -300,9 +299,7 @@ def report(figures: dict[str, Any]) -> str:
     )
     return (
         "Intake: real API (auth, validation, catalogue, idempotency key, order + lines + event"
-        " + outbox) vs baseline (order + outbox insert)\n"
-        + table(headers, rows)
-        + f"\n{check}\n"
+        " + outbox) vs baseline (order + outbox insert)\n" + table(headers, rows) + f"\n{check}\n"
     )
 
 

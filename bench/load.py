@@ -277,7 +277,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ):
         settings = bench_settings(database_url, redis_url, scratch / "state")
         seeded = seed(settings, users=32)
-        env = process_env(settings, **extra_env(args.env, args.patch))
+        env = process_env(settings, **extra_env(args.env))
         with Children(env, scratch) as children:
             system = System(children, settings, seeded)
             try:

@@ -59,7 +59,6 @@ from bench.common import (
     wait_until,
     write_raw,
 )
-from bench.patched import PATCHES_ENV
 from bench.profiling import PySpy, profiling
 from celeryconfig import STEP_QUEUES
 from orderflow.settings import Settings, get_settings
@@ -420,11 +419,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "--name",
         default=None,
         help="name of the raw figures file in bench/results/raw (default: pipeline, or "
-        "pipeline-custom with --env or --patch, so bench.plot keeps to the default run)",
+        "pipeline-custom with --env, so bench.plot keeps to the default run)",
     )
     args = parser.parse_args(argv)
     if args.name is None:
-        args.name = "pipeline-custom" if args.env or args.patch else "pipeline"
+        args.name = "pipeline-custom" if args.env else "pipeline"
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if not all(1 <= c <= 16 for c in args.concurrency) or not 1 <= args.window <= 1000:
         parser.error("concurrency must be 1..16 and the window 1..1000")
@@ -446,7 +445,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ):
         settings = bench_settings(database_url, redis_url, scratch / "state")
         seeded = seed(settings, users=8)
-        env = process_env(settings, **extra_env(args.env, args.patch))
+        env = process_env(settings, **extra_env(args.env))
         with Children(env, scratch) as children:
             system = System(children, settings, seeded)
             try:
@@ -484,7 +483,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 children.start(
                     "noop",
                     *worker_args("bench.noop_app", concurrency, "noop"),
-                    env={PATCHES_ENV: ""},  # prototypes are for the system only
                 )
                 warm_up(chains.place, chains.poll, concurrency, children.check)
                 meter = meter_for(children, "noop", None)
@@ -575,10 +573,20 @@ def report(figures: dict[str, Any]) -> str:
             table(
                 ["", "conf p50", "conf p95", "done p50", "done p95"],
                 [
-                    ["orderflow", real["confirmed_p50_ms"], real["confirmed_p95_ms"],
-                     real["done_p50_ms"], real["done_p95_ms"]],
-                    ["baseline", math.nan, math.nan, base.get("done_p50_ms", math.nan),
-                     base.get("done_p95_ms", math.nan)],
+                    [
+                        "orderflow",
+                        real["confirmed_p50_ms"],
+                        real["confirmed_p95_ms"],
+                        real["done_p50_ms"],
+                        real["done_p95_ms"],
+                    ],
+                    [
+                        "baseline",
+                        math.nan,
+                        math.nan,
+                        base.get("done_p50_ms", math.nan),
+                        base.get("done_p95_ms", math.nan),
+                    ],
                 ],
             ),
             "median ms from the previous step: "

@@ -74,24 +74,26 @@ def task_call(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return kwargs, ({"request_id": str(request_id)} if request_id else {})
 
 
-def claim_batch(session: Session, limit: int) -> list[OutboxMessage]:
-    """Undispatched messages, oldest first, locked so other relays skip them."""
-    query = (
-        select(OutboxMessage)
+def take_batch(session: Session, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """Up to ``limit`` undispatched messages, oldest first, as (id, topic, payload), marked
+    dispatched in the caller's transaction by one statement. Publish them before that
+    transaction commits: a relay that dies first leaves them undispatched, to be published
+    again (at least once). ``SKIP LOCKED`` hands other relays the next ones."""
+    oldest = (
+        select(OutboxMessage.id)
         .where(OutboxMessage.dispatched_at.is_(None))
         .order_by(OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(query))
-
-
-def mark_dispatched(session: Session, ids: list[int]) -> None:
-    session.execute(
+    taken = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids))
+        .where(OutboxMessage.id.in_(oldest))
         .values(dispatched_at=func.now(), attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
+        .execution_options(synchronize_session=False)
     )
+    return sorted((row.id, row.topic, row.payload) for row in taken)
 
 
 def backlog(session: Session) -> tuple[int, float]:

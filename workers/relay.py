@@ -37,12 +37,10 @@ def publish(topic: str, payload: dict[str, Any], headers: dict[str, str] | None 
 def relay_once(database: Database) -> int:
     """Publish one batch; return how many messages it held."""
     with database.unit_of_work() as session:
-        batch = outbox.claim_batch(session, RELAY_BATCH)
-        for message in batch:
-            kwargs, headers = outbox.task_call(message.payload)
-            publish(message.topic, kwargs, headers)
-        if batch:
-            outbox.mark_dispatched(session, [message.id for message in batch])
+        batch = outbox.take_batch(session, RELAY_BATCH)
+        for _, topic, payload in batch:
+            kwargs, headers = outbox.task_call(payload)
+            publish(topic, kwargs, headers)
     return len(batch)
 
 
