@@ -10,7 +10,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run test venv lint chaos fuzz bench clean-state
+.PHONY: run test venv lint chaos fuzz bench load clean-state
 
 venv: $(STAMP)
 
@@ -39,8 +39,10 @@ fuzz: venv
 	$(PYTEST) -v tests/fuzz
 
 bench: venv
-	@if [ -f bench/run_all.py ]; then $(BIN)/python -m bench.run_all; \
-	else echo "make bench: not yet (bench/run_all.py is still to come)"; fi
+	$(BIN)/python -m bench.run_all
+
+load: venv
+	$(BIN)/python -m bench.load
 
 clean-state:
 	rm -rf .orderflow
