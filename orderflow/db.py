@@ -10,11 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orderflow.settings import ConfigError, Settings
 
-#: Connections an API process keeps (and as many again in overflow).
-API_POOL_SIZE = 10
 
-
-def make_engine(settings: Settings, *, pool_size: int = API_POOL_SIZE) -> Engine:
+def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
     """Build the engine; called from start-up hooks, never at import time."""
     if not settings.database_url:
         raise ConfigError(
