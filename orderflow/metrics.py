@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram, values
 from sqlalchemy import event
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import Session
 
 from orderflow.email import (
     EmailMessage,
@@ -28,7 +28,6 @@ from orderflow.email import (
     EmailRejected,
     EmailSender,
 )
-from orderflow.models import OrderEvent
 from orderflow.money import Money
 from orderflow.payments import (
     PaymentIdempotencyConflict,
@@ -227,17 +226,16 @@ _COUNTED_EVENTS = ("order_placed", "status_changed")
 def install_order_counters() -> None:
     """Count orders placed and status changes when their transaction commits. Idempotent;
     called at start-up by the API and by every worker process."""
-    if event.contains(Session, "after_flush", _note_order_events):
+    if event.contains(Session, "after_commit", _count_noted):
         return
-    event.listen(Session, "after_flush", _note_order_events)
     event.listen(Session, "after_commit", _count_noted)
     event.listen(Session, "after_rollback", _forget_noted)
 
 
-def _note_order_events(session: Session, flush_context: UOWTransaction) -> None:
-    for instance in session.new:
-        if isinstance(instance, OrderEvent) and instance.type in _COUNTED_EVENTS:
-            session.info.setdefault(_NOTED, []).append((instance.type, dict(instance.data)))
+def note_order_event(session: Session, type_: str, data: dict[str, Any]) -> None:
+    """Remember an order event written in the session's transaction; counted at its commit."""
+    if type_ in _COUNTED_EVENTS:
+        session.info.setdefault(_NOTED, []).append((type_, dict(data)))
 
 
 def _count_noted(session: Session) -> None:

@@ -97,8 +97,6 @@ class Product(Base):
 
 class Order(Base):
     __tablename__ = "orders"
-    #: INSERT … RETURNING fetches the server's timestamps, so a new order needs no refresh.
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it as is)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(16))

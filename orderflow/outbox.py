@@ -7,10 +7,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from orderflow.logging import current_request_id
@@ -55,16 +54,16 @@ def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[st
     request_id = current_request_id()
     if request_id is not None:
         payload = {**payload, REQUEST_ID_KEY: request_id}
-    message = OutboxMessage(topic=topic, order_id=order_id, payload=payload)
+    values: dict[str, Any] = {"topic": topic, "order_id": order_id, "payload": payload}
     takeover = _takeover.get()
     if takeover is not None and topic in takeover.topics:
-        message.dispatched_at, message.attempts = datetime.now(UTC), 1
+        values.update(dispatched_at=func.now(), attempts=1)
 
         def taken(_: Session) -> None:
             takeover.committed.append((topic, payload))
 
         event.listen(session, "after_commit", taken, once=True)
-    session.add(message)
+    session.execute(insert(OutboxMessage).values(**values))
 
 
 def task_call(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
