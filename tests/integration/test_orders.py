@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -195,3 +196,16 @@ def test_admin_status_changes_follow_the_state_machine(
         if e["type"] == "status_changed"
     ]
     assert statuses == [("confirmed", "shipped"), ("shipped", "delivered")]
+
+
+def test_more_concurrent_orders_than_threads_and_connections_are_all_accepted(
+    customer: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    """160 orders from 80 clients at once: more than the API's worker threads (40) and pooled
+    connections (20). Each request waits its turn for a session; none fails or times out.
+    (Before sessions were capped, this deadlocked until the pool timed out and answered 500.)"""
+    product = make_product(stock=1000)
+    with ThreadPoolExecutor(max_workers=80) as clients:
+        answers = list(clients.map(lambda _: _place(customer, (product.id, 1)), range(160)))
+    assert [answer.status_code for answer in answers] == [201] * 160
+    assert len({answer.json()["id"] for answer in answers}) == 160

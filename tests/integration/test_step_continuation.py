@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from orderflow import outbox
 from orderflow.db import Database
@@ -92,6 +95,31 @@ def test_outside_a_takeover_every_message_goes_to_the_relay(clean_database: Data
         schedule(session, Step.CHARGE_PAYMENT, "ord_c")
     with clean_database.unit_of_work() as session:
         assert session.scalars(select(OutboxMessage)).one().dispatched_at is None
+
+
+def _notified(database: Database, write: Callable[[Session], None]) -> bool:
+    """Whether committing ``write`` wakes a relay LISTENing on the outbox channel."""
+    raw = database.engine.raw_connection()
+    try:
+        listener: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+        listener.autocommit = True
+        listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+        with database.unit_of_work() as session:
+            write(session)
+        return any(True for _ in listener.notifies(timeout=0.5, stop_after=1))
+    finally:
+        raw.invalidate()
+
+
+def test_a_message_for_the_relay_wakes_it_and_a_taken_one_does_not(
+    clean_database: Database,
+) -> None:
+    def for_the_relay(session: Session) -> None:
+        schedule(session, Step.CHARGE_PAYMENT, "ord_d")
+
+    assert _notified(clean_database, for_the_relay)
+    with outbox.taking_over({Step.CHARGE_PAYMENT.value}):
+        assert not _notified(clean_database, for_the_relay)
 
 
 # --- real workers ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Revision ID: 0005
 Revises: 0004
 
-Every INSERT into the outbox wakes the relay (``NOTIFY orderflow_outbox``, delivered at
+Every INSERT of a message for the relay wakes it (``NOTIFY orderflow_outbox``, delivered at
 commit) from the database itself: one round trip less for every writer, and no writer can
 forget it.
 """
@@ -28,9 +28,11 @@ def upgrade() -> None:
         END $$
         """
     )
+    # Only rows for the relay: a row a worker took over (written already dispatched) must not
+    # wake it for nothing. Notifications repeated in one transaction are delivered once.
     op.execute(
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH ROW "
+        "WHEN (NEW.dispatched_at IS NULL) EXECUTE FUNCTION outbox_notify()"
     )
 
 
