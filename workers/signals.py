@@ -59,7 +59,7 @@ def _serve_steps_here(sender: Any = None, **_: Any) -> None:
     routes = sender.app.conf.task_routes or {}
     steps = frozenset(s.value for s in Step if routes.get(s.value, {}).get("queue") in consumed)
     runtime.serve_steps_here(steps)
-    log.info("steps continued in this worker", steps=sorted(steps))
+    log.info("this worker goes on with these steps itself", steps=sorted(steps))
 
 
 @beat_init.connect
