@@ -78,6 +78,20 @@ def service_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def raw_name_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--name``: the raw figures file in bench/results/raw; a run with ``--env`` writes
+    ``<default>-custom`` unless named, so ``bench.plot`` keeps to the default run."""
+    parser.add_argument(
+        "--name",
+        default=None,
+        help=f"name of the raw figures file (default: {default}, or {default}-custom with --env)",
+    )
+
+
+def raw_name(args: argparse.Namespace, default: str) -> str:
+    return str(args.name or (f"{default}-custom" if args.env else default))
+
+
 def extra_env(pairs: Sequence[str]) -> dict[str, str]:
     """``--env NAME=VALUE`` arguments as environment variables."""
     env: dict[str, str] = {}

@@ -36,6 +36,8 @@ from bench.common import (
     order_body,
     percentile,
     process_env,
+    raw_name,
+    raw_name_argument,
     redis_db,
     scratch_dir,
     seed,
@@ -77,15 +79,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="record the real API with py-spy during the highest level (folded stacks in DIR; "
         "see bench.profiling)",
     )
-    parser.add_argument(
-        "--name",
-        default=None,
-        help="name of the raw figures file in bench/results/raw (default: intake, or "
-        "intake-custom with --env, so bench.plot keeps to the default run)",
-    )
+    raw_name_argument(parser, "intake")
     args = parser.parse_args(argv)
-    if args.name is None:
-        args.name = "intake-custom" if args.env else "intake"
+    args.name = raw_name(args, "intake")
     args.levels = [int(level) for level in str(args.levels).split(",") if level.strip()]
     if not all(1 <= level <= 512 for level in args.levels):
         parser.error("levels must be between 1 and 512")

@@ -31,23 +31,15 @@ import httpx
 import psycopg
 
 from bench.common import (
-    Children,
-    bench_database,
-    bench_settings,
-    extra_env,
     libpq_url,
     order_body,
     percentile,
-    process_env,
-    redis_db,
-    scratch_dir,
-    seed,
     service_arguments,
     stop_on_sigterm,
     table,
     write_raw,
 )
-from bench.pipeline import System, worker_args
+from bench.pipeline import System, running_system, worker_args
 from orderflow.audit import audit as audit_database
 from orderflow.db import Database, make_engine
 from orderflow.settings import Settings
@@ -270,26 +262,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    with (
-        scratch_dir("orderflow-bench-load-") as scratch,
-        bench_database(args.database_url) as database_url,
-        redis_db(args.redis_url) as redis_url,
-    ):
-        settings = bench_settings(database_url, redis_url, scratch / "state")
-        seeded = seed(settings, users=32)
-        env = process_env(settings, **extra_env(args.env))
-        with Children(env, scratch) as children:
-            system = System(children, settings, seeded)
-            try:
-                system.start(scratch)
-                children.start("worker", *worker_args("workers.app", args.concurrency, "load"))
-                figures = asyncio.run(drive(args, system))
-                with psycopg.connect(libpq_url(database_url), autocommit=True) as db:
-                    figures["drain"] = drain(db, args.drain_timeout, children.check)
-                    figures["lost"] = lost_orders(db, figures.pop("created"))
-            finally:
-                system.close()
-        figures["audit"] = audit(settings)
+    with running_system(args, "load", users=32) as run:
+        run.children.start("worker", *worker_args("workers.app", args.concurrency, "load"))
+        figures = asyncio.run(drive(args, run.system))
+        with psycopg.connect(libpq_url(run.settings.database_url), autocommit=True) as db:
+            figures["drain"] = drain(db, args.drain_timeout, run.children.check)
+            figures["lost"] = lost_orders(db, figures.pop("created"))
+        figures["audit"] = audit(run.settings)
     return figures
 
 

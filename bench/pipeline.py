@@ -24,7 +24,8 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ from bench.common import (
     percentile,
     postgres_backends,
     process_env,
+    raw_name,
+    raw_name_argument,
     redis_db,
     redis_servers,
     scratch_dir,
@@ -197,10 +200,13 @@ class System:
         self.db = psycopg.connect(libpq_url(self.settings.database_url), autocommit=True)
 
     def close(self) -> None:
+        """Stop the API, relay and beat; safe to call again."""
         if self.http is not None:
             self.http.close()
+            self.http = None
         if self.db is not None:
             self.db.close()
+            self.db = None
         for name in ("api", "relay", "beat"):
             self.children.stop(name)
 
@@ -256,6 +262,37 @@ class System:
             "SELECT count(*) FROM outbox WHERE order_id = ANY(%s)", (list(ids),)
         ).fetchone()
         return int(row[0]) / len(ids) if row and ids else float("nan")
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a benchmark of the whole system works with (see ``running_system``)."""
+
+    scratch: Path
+    settings: Settings
+    children: Children
+    system: System
+
+
+@contextmanager
+def running_system(args: argparse.Namespace, name: str, users: int) -> Iterator[Run]:
+    """A scratch folder, database and Redis db of the run's own, ``users`` customers seeded,
+    and the API, relay and beat started on them (each benchmark starts its own worker);
+    everything stopped and dropped at the end."""
+    with (
+        scratch_dir(f"orderflow-bench-{name}-") as scratch,
+        bench_database(args.database_url) as database_url,
+        redis_db(args.redis_url) as redis_url,
+    ):
+        settings = bench_settings(database_url, redis_url, scratch / "state")
+        seeded = seed(settings, users=users)
+        with Children(process_env(settings, **extra_env(args.env)), scratch) as children:
+            system = System(children, settings, seeded)
+            try:
+                system.start(scratch)
+                yield Run(scratch, settings, children, system)
+            finally:
+                system.close()
 
 
 class Chains:
@@ -415,15 +452,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="record the worker, relay and API with py-spy during the highest-concurrency run "
         "(folded stacks in DIR; see bench.profiling)",
     )
-    parser.add_argument(
-        "--name",
-        default=None,
-        help="name of the raw figures file in bench/results/raw (default: pipeline, or "
-        "pipeline-custom with --env, so bench.plot keeps to the default run)",
-    )
+    raw_name_argument(parser, "pipeline")
     args = parser.parse_args(argv)
-    if args.name is None:
-        args.name = "pipeline-custom" if args.env else "pipeline"
+    args.name = raw_name(args, "pipeline")
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if not all(1 <= c <= 16 for c in args.concurrency) or not 1 <= args.window <= 1000:
         parser.error("concurrency must be 1..16 and the window 1..1000")
@@ -435,75 +466,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    real: dict[int, dict[str, Any]] = {}
-    baseline: dict[int, dict[str, Any]] = {}
     idle: dict[str, Any] = {}
-    with (
-        scratch_dir("orderflow-bench-pipeline-") as scratch,
-        bench_database(args.database_url) as database_url,
-        redis_db(args.redis_url) as redis_url,
-    ):
-        settings = bench_settings(database_url, redis_url, scratch / "state")
-        seeded = seed(settings, users=8)
-        env = process_env(settings, **extra_env(args.env))
-        with Children(env, scratch) as children:
-            system = System(children, settings, seeded)
-            try:
-                system.start(scratch)
-                for concurrency in args.concurrency:
-                    children.start("worker", *worker_args("workers.app", concurrency, "bench"))
-                    warm_up(system.place, system.poll, concurrency, children.check)
-                    meter = meter_for(children, "worker", database_url)
-                    meter.start()
-                    with profiling(_spies(args, children, concurrency)):
-                        loop = closed_loop(
-                            system.place,
-                            system.poll,
-                            window=args.window,
-                            warmup=args.warmup,
-                            duration=args.duration,
-                            check=children.check,
-                        )
-                    real[concurrency] = summarise_real(loop, system)
-                    real[concurrency]["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
-                    _say("orderflow", concurrency, real[concurrency])
-                    if concurrency == args.concurrency[-1]:
-                        quiet = one_at_a_time(
-                            system.place, system.poll, args.idle_orders, children.check
-                        )
-                        idle["real"] = summarise_real(quiet, system)
-                        idle["concurrency"] = concurrency
-                    children.stop("worker")
-            finally:
-                system.close()
-            measured = [r["steps_per_order"] for r in real.values()]
-            steps = round(min(measured)) if measured else 4
-            chains = Chains(redis_url, steps)
-            for concurrency in [] if args.skip_baseline else args.concurrency:
-                children.start(
-                    "noop",
-                    *worker_args("bench.noop_app", concurrency, "noop"),
-                )
-                warm_up(chains.place, chains.poll, concurrency, children.check)
-                meter = meter_for(children, "noop", None)
-                meter.start()
-                loop = closed_loop(
-                    chains.place,
-                    chains.poll,
-                    window=args.window,
-                    warmup=args.warmup,
-                    duration=args.duration,
-                    check=children.check,
-                )
-                baseline[concurrency] = summarise_chains(loop)
-                baseline[concurrency]["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
-                _say("baseline", concurrency, baseline[concurrency])
-                if concurrency == args.concurrency[-1]:
-                    quiet = one_at_a_time(
-                        chains.place, chains.poll, args.idle_orders, children.check
-                    )
-                    idle["baseline"] = summarise_chains(quiet)
-                children.stop("noop")
+    with running_system(args, "pipeline", users=8) as run:
+        real = {c: _measure_system(args, run, c, idle) for c in args.concurrency}
+        run.system.close()  # the baseline runs alone
+        measured = [r["steps_per_order"] for r in real.values()]
+        steps = round(min(measured)) if measured else 4
+        chains = Chains(run.settings.redis_url, steps)
+        concurrencies = [] if args.skip_baseline else args.concurrency
+        baseline = {c: _measure_baseline(args, run, chains, c, idle) for c in concurrencies}
     return {
         "window": args.window,
         "duration": args.duration,
@@ -513,6 +484,63 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "baseline": {str(c): b for c, b in baseline.items()},
         "idle": idle,
     }
+
+
+def _measure_system(
+    args: argparse.Namespace, run: Run, concurrency: int, idle: dict[str, Any]
+) -> dict[str, Any]:
+    """One worker at ``concurrency`` under load; after the last one, orders one at a time."""
+    children, system = run.children, run.system
+    children.start("worker", *worker_args("workers.app", concurrency, "bench"))
+    warm_up(system.place, system.poll, concurrency, children.check)
+    meter = meter_for(children, "worker", run.settings.database_url)
+    meter.start()
+    with profiling(_spies(args, children, concurrency)):
+        loop = closed_loop(
+            system.place,
+            system.poll,
+            window=args.window,
+            warmup=args.warmup,
+            duration=args.duration,
+            check=children.check,
+        )
+    figures = summarise_real(loop, system)
+    figures["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
+    _say("orderflow", concurrency, figures)
+    if concurrency == args.concurrency[-1]:
+        quiet = one_at_a_time(system.place, system.poll, args.idle_orders, children.check)
+        idle["real"] = summarise_real(quiet, system)
+        idle["concurrency"] = concurrency
+    children.stop("worker")
+    return figures
+
+
+def _measure_baseline(
+    args: argparse.Namespace, run: Run, chains: Chains, concurrency: int, idle: dict[str, Any]
+) -> dict[str, Any]:
+    """The no-op chains, measured the same way."""
+    children = run.children
+    children.start("noop", *worker_args("bench.noop_app", concurrency, "noop"))
+    warm_up(chains.place, chains.poll, concurrency, children.check)
+    meter = meter_for(children, "noop", None)
+    meter.start()
+    loop = closed_loop(
+        chains.place,
+        chains.poll,
+        window=args.window,
+        warmup=args.warmup,
+        duration=args.duration,
+        check=children.check,
+    )
+    figures = summarise_chains(loop)
+    figures["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
+    _say("baseline", concurrency, figures)
+    if concurrency == args.concurrency[-1]:
+        idle["baseline"] = summarise_chains(
+            one_at_a_time(chains.place, chains.poll, args.idle_orders, children.check)
+        )
+    children.stop("noop")
+    return figures
 
 
 def _say(what: str, concurrency: int, figures: dict[str, Any]) -> None:

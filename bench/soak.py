@@ -18,21 +18,16 @@ from typing import Any
 
 from bench.common import (
     Children,
-    bench_database,
-    bench_settings,
-    extra_env,
     percentile,
-    process_env,
-    redis_db,
+    raw_name,
+    raw_name_argument,
     rss_of_tree,
-    scratch_dir,
-    seed,
     service_arguments,
     stop_on_sigterm,
     table,
     write_raw,
 )
-from bench.pipeline import Loop, System, closed_loop, worker_args
+from bench.pipeline import Loop, closed_loop, running_system, worker_args
 
 MB = 1024 * 1024
 
@@ -66,15 +61,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         default=1800,
         help="stop placing orders after this long, whatever --orders says",
     )
-    parser.add_argument(
-        "--name",
-        default=None,
-        help="name of the raw figures file in bench/results/raw (default: soak, or "
-        "soak-custom with --env, so bench.plot keeps to the default run)",
-    )
+    raw_name_argument(parser, "soak")
     args = parser.parse_args(argv)
-    if args.name is None:
-        args.name = "soak-custom" if args.env else "soak"
+    args.name = raw_name(args, "soak")
     if not 100 <= args.orders <= 100_000 or not 1 <= args.window <= 1000:
         parser.error("--orders must be 100..100000 and --window 1..1000")
     if not 1 <= args.concurrency <= 16 or not 0.2 <= args.interval <= 60:
@@ -84,61 +73,49 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
-    with (
-        scratch_dir("orderflow-bench-soak-") as scratch,
-        bench_database(args.database_url) as database_url,
-        redis_db(args.redis_url) as redis_url,
-    ):
-        settings = bench_settings(database_url, redis_url, scratch / "state")
-        seeded = seed(settings, users=16)
-        env = process_env(settings, **extra_env(args.env))
-        with Children(env, scratch) as children:
-            system = System(children, settings, seeded)
-            try:
-                system.start(scratch)
-                children.start("worker", *worker_args("workers.app", args.concurrency, "soak"))
-                warm = max(100, args.orders // 20)
-                closed_loop(
-                    system.place, system.poll, window=args.window, warmup=0, duration=None,
-                    max_orders=warm, drain_timeout=120, check=children.check,
-                )  # fmt: skip
-                time.sleep(1.0)  # let the last tasks' acks and events settle
-                started = time.time()
-                samples.append(sample(children, started, 0))
-                deadline = started + args.max_seconds
-                last = [started]
+    with running_system(args, "soak", users=16) as run:
+        children, system = run.children, run.system
+        children.start("worker", *worker_args("workers.app", args.concurrency, "soak"))
+        warm = max(100, args.orders // 20)
+        closed_loop(
+            system.place, system.poll, window=args.window, warmup=0, duration=None,
+            max_orders=warm, drain_timeout=120, check=children.check,
+        )  # fmt: skip
+        time.sleep(1.0)  # let the last tasks' acks and events settle
+        started = time.time()
+        samples.append(sample(children, started, 0))
+        deadline = started + args.max_seconds
+        last = [started]
 
-                def tick(loop: Loop) -> None:
-                    now = time.time()
-                    if now - last[0] >= args.interval:
-                        last[0] = now
-                        samples.append(sample(children, now, len(loop.done)))
-                        if len(samples) % 15 == 0:
-                            print(
-                                f"  {len(loop.done):>6} orders done, RSS worker pool max "
-                                f"{samples[-1]['worker pool max']:.1f} MB, api "
-                                f"{samples[-1]['api']:.1f} MB",
-                                flush=True,
-                            )
+        def tick(loop: Loop) -> None:
+            now = time.time()
+            if now - last[0] >= args.interval:
+                last[0] = now
+                samples.append(sample(children, now, len(loop.done)))
+                if len(samples) % 15 == 0:
+                    print(
+                        f"  {len(loop.done):>6} orders done, RSS worker pool max "
+                        f"{samples[-1]['worker pool max']:.1f} MB, api "
+                        f"{samples[-1]['api']:.1f} MB",
+                        flush=True,
+                    )
 
-                loop = closed_loop(
-                    system.place,
-                    system.poll,
-                    window=args.window,
-                    warmup=0,
-                    duration=max(1.0, deadline - time.time()),
-                    max_orders=args.orders,
-                    drain_timeout=300,
-                    tick=tick,
-                    check=children.check,
-                )
-                time.sleep(1.0)
-                samples.append(sample(children, time.time(), len(loop.done)))
-                ids = list(loop.placed)
-                tasks = system.steps_per_order(ids)
-                failed = len(loop.failed)
-            finally:
-                system.close()
+        loop = closed_loop(
+            system.place,
+            system.poll,
+            window=args.window,
+            warmup=0,
+            duration=max(1.0, deadline - time.time()),
+            max_orders=args.orders,
+            drain_timeout=300,
+            tick=tick,
+            check=children.check,
+        )
+        time.sleep(1.0)
+        samples.append(sample(children, time.time(), len(loop.done)))
+        ids = list(loop.placed)
+        steps = system.steps_per_order(ids)
+        failed = len(loop.failed)
     elapsed = max(loop.done.values()) - started if loop.done else float("nan")
     to_done = [loop.done[i] - loop.placed[i] for i in loop.done]
     start, end = samples[0], samples[-1]
@@ -153,7 +130,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": len(loop.done) / elapsed if elapsed else float("nan"),
         "done_p50_ms": 1000 * percentile(to_done, 50),
         "done_p95_ms": 1000 * percentile(to_done, 95),
-        "steps_per_order": tasks,
+        "steps_per_order": steps,
         "rss_start_mb": {c: start[c] for c in COMPONENTS},
         "rss_end_mb": {c: end[c] for c in COMPONENTS},
         "rss_peak_mb": {c: max(s[c] for s in samples) for c in COMPONENTS},

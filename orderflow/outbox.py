@@ -58,12 +58,23 @@ def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[st
     takeover = _takeover.get()
     if takeover is not None and topic in takeover.topics:
         values.update(dispatched_at=func.now(), attempts=1)
-
-        def taken(_: Session) -> None:
-            takeover.committed.append((topic, payload))
-
-        event.listen(session, "after_commit", taken, once=True)
+        session.info.setdefault(_TAKEN, []).append((takeover, topic, payload))
     session.execute(insert(OutboxMessage).values(**values))
+
+
+#: ``Session.info`` key: messages taken over in the session's open transaction.
+_TAKEN = "orderflow.outbox.taken"
+
+
+@event.listens_for(Session, "after_commit")
+def _hand_over_taken(session: Session) -> None:
+    for takeover, topic, payload in session.info.pop(_TAKEN, ()):
+        takeover.committed.append((topic, payload))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_taken(session: Session) -> None:
+    session.info.pop(_TAKEN, None)
 
 
 def task_call(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

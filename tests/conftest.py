@@ -26,6 +26,7 @@ from orderflow.db import Database, make_engine
 from orderflow.migrate import upgrade_to_head
 from orderflow.models import Base, Product, User
 from orderflow.money import Money
+from orderflow.orders import service as orders
 from orderflow.settings import Settings
 from tests import services
 from tests.stubs import STRIPE_WEBHOOK_SECRET, stub_provider_env
@@ -347,3 +348,12 @@ def wait_for_status(
 
     wait_until(reached, timeout)
     return seen
+
+
+def place_command(
+    customer_id: str, *lines: tuple[str, int], payment_method: str = "pm_card_visa"
+) -> orders.PlaceOrder:
+    """The service-level twin of ``order_body``: what ``place_order`` takes for ``lines``."""
+    body = order_body(*lines, payment_method=payment_method)
+    items = [orders.LineRequest(product_id, qty) for product_id, qty in lines]
+    return orders.PlaceOrder(customer_id, items, body["shipping_address"], payment_method)

@@ -156,6 +156,24 @@ class DirLock:
             self._fd = None
 
 
+class ServerChild:
+    """A server we run as a child process on a data folder held by a ``DirLock``."""
+
+    process: subprocess.Popen[bytes] | None
+    _lock: DirLock
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _halt(self, sig: int, timeout: float = 15.0) -> None:
+        """Stop the server with ``sig``, waiting up to ``timeout``, and free its folder."""
+        if self.process is not None:
+            stop(self.process, sig, timeout)
+            self.process = None
+        self._lock.release()
+
+
 def await_leftover(pidfile: Path, data_dir: Path, what: str, timeout: float = 15.0) -> None:
     """A server of a previous run that died with its parent may still be shutting down on
     ``data_dir``: wait for it to finish. A pid file whose pid now belongs to another process

@@ -41,10 +41,10 @@ from psycopg import sql
 
 from orderflow.embedded.child import (
     DirLock,
+    ServerChild,
     await_leftover,
     identity,
     spawn,
-    stop,
     wait_ready,
 )
 
@@ -66,7 +66,7 @@ def _install_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerChild):
     """One PostgreSQL server on ``data_dir``; the data survives ``stop()`` and ``start()``.
 
     ``durable=False`` (throwaway test servers) skips fsync: a killed server still loses
@@ -101,10 +101,6 @@ class EmbeddedPostgres:
         """libpq URL of database ``dbname``, for ``psycopg.connect`` and ``psql``."""
         return f"postgresql://{SUPERUSER}@/{dbname}?{self._query()}"
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self) -> None:
         if self.running:
             return
@@ -126,17 +122,11 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Fast shutdown: roll back open transactions, checkpoint, exit; wait for it."""
-        if self.process is not None:
-            stop(self.process, signal.SIGINT, timeout=60)
-            self.process = None
-        self._lock.release()
+        self._halt(signal.SIGINT, timeout=60)
 
     def kill(self) -> None:
         """A crash, for fault tests: no checkpoint, recovery from the WAL on the next start."""
-        if self.process is not None:
-            stop(self.process, signal.SIGKILL)
-            self.process = None
-        self._lock.release()
+        self._halt(signal.SIGKILL)
 
     def ensure_database(self, name: str) -> str:
         """Create database ``name`` unless it exists; answer its URL."""

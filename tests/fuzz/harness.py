@@ -39,7 +39,7 @@ from orderflow.money import Money
 from orderflow.orders import service as orders
 from orderflow.payments import LocalPaymentProvider
 from orderflow.settings import Settings
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, order_body
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, place_command
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_MEMBERS = ("type", "title", "status", "detail")
@@ -145,14 +145,7 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
 
 
 def _place(session: Session, customer_id: str, product_id: str) -> str:
-    body = order_body((product_id, 1))
-    command = orders.PlaceOrder(
-        customer_id=customer_id,
-        items=[orders.LineRequest(product_id, 1)],
-        shipping_address=body["shipping_address"],
-        payment_method=body["payment_method"],
-    )
-    return orders.place_order(session, command).id
+    return orders.place_order(session, place_command(customer_id, (product_id, 1))).id
 
 
 # --- aiming ----------------------------------------------------------------------------------

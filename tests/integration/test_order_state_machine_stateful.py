@@ -90,7 +90,7 @@ from orderflow.orders import service as orders
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus, is_allowed
 from orderflow.payments import LocalPaymentProvider, PaymentResult, PaymentStatus, RefundResult
-from tests.conftest import order_body
+from tests.conftest import place_command
 
 INSTANTANEOUS = frozenset(
     {
@@ -317,13 +317,7 @@ class OrderMachine(RuleBasedStateMachine):
         user = type(self).world.owners[owner]
         products = list(self.initial_stock)
         lines = {products[index]: quantity for index, quantity in wanted.items()}
-        body = order_body(*lines.items(), payment_method=payment_method)
-        command = orders.PlaceOrder(
-            customer_id=user.id,
-            items=[orders.LineRequest(pid, qty) for pid, qty in lines.items()],
-            shipping_address=body["shipping_address"],
-            payment_method=payment_method,
-        )
+        command = place_command(user.id, *lines.items(), payment_method=payment_method)
         in_stock = self._stock()
         short = any(in_stock[pid] < qty for pid, qty in lines.items())
         try:
@@ -751,17 +745,8 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
     the audit once called that a violation."""
     owner, product = make_user(), make_product(price=1000, stock=5)
     provider, sender = LocalPaymentProvider(), LocalEmailSender(tmp_path, "orders@example.com")
-    body = order_body((product.id, 1))
     with database.unit_of_work() as session:
-        order_id = orders.place_order(
-            session,
-            orders.PlaceOrder(
-                owner.id,
-                [orders.LineRequest(product.id, 1)],
-                body["shipping_address"],
-                body["payment_method"],
-            ),
-        ).id
+        order_id = orders.place_order(session, place_command(owner.id, (product.id, 1))).id
     with database.unit_of_work() as session:
         reserve_stock(session, order_id)
     charge_payment(database, provider, order_id)

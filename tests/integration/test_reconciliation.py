@@ -16,7 +16,7 @@ from orderflow.models import Order, Product, User
 from orderflow.money import Money
 from orderflow.orders import service as orders
 from orderflow.payments import LocalPaymentProvider
-from tests.conftest import order_body
+from tests.conftest import place_command
 
 
 def test_capture_unrecorded_before_a_cancel_is_found_and_refunded(
@@ -28,17 +28,8 @@ def test_capture_unrecorded_before_a_cancel_is_found_and_refunded(
     db, owner = clean_database, make_user()
     product = make_product(price=2500, stock=3)
     provider = LocalPaymentProvider(store_dir=tmp_path / "payments")
-    body = order_body((product.id, 1))
     with db.unit_of_work() as session:
-        order_id = orders.place_order(
-            session,
-            orders.PlaceOrder(
-                owner.id,
-                [orders.LineRequest(product.id, 1)],
-                body["shipping_address"],
-                body["payment_method"],
-            ),
-        ).id
+        order_id = orders.place_order(session, place_command(owner.id, (product.id, 1))).id
     with db.unit_of_work() as session:
         stock.reserve_stock(session, order_id)
     with db.unit_of_work() as session:
