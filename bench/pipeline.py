@@ -496,14 +496,7 @@ def _measure_system(
     meter = meter_for(children, "worker", run.settings.database_url)
     meter.start()
     with profiling(_spies(args, children, concurrency)):
-        loop = closed_loop(
-            system.place,
-            system.poll,
-            window=args.window,
-            warmup=args.warmup,
-            duration=args.duration,
-            check=children.check,
-        )
+        loop = _under_load(args, system.place, system.poll, children.check)
     figures = summarise_real(loop, system)
     figures["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
     _say("orderflow", concurrency, figures)
@@ -515,6 +508,15 @@ def _measure_system(
     return figures
 
 
+def _under_load(
+    args: argparse.Namespace, place: Place, poll: Poll, check: Callable[[], None]
+) -> Loop:
+    """``--window`` orders in flight for ``--duration`` seconds after ``--warmup``."""
+    return closed_loop(
+        place, poll, window=args.window, warmup=args.warmup, duration=args.duration, check=check
+    )
+
+
 def _measure_baseline(
     args: argparse.Namespace, run: Run, chains: Chains, concurrency: int, idle: dict[str, Any]
 ) -> dict[str, Any]:
@@ -524,14 +526,7 @@ def _measure_baseline(
     warm_up(chains.place, chains.poll, concurrency, children.check)
     meter = meter_for(children, "noop", None)
     meter.start()
-    loop = closed_loop(
-        chains.place,
-        chains.poll,
-        window=args.window,
-        warmup=args.warmup,
-        duration=args.duration,
-        check=children.check,
-    )
+    loop = _under_load(args, chains.place, chains.poll, children.check)
     figures = summarise_chains(loop)
     figures["cpu_ms"] = cpu_per_order(meter.stop(), len(loop.placed))
     _say("baseline", concurrency, figures)
