@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from orderflow.errors import BadRequest, IdempotencyKeyInFlight, IdempotencyKeyReused
-from orderflow.models import IdempotencyKey
+from orderflow.models import IdempotencyKey, table_of
 
 MAX_KEY_LENGTH = 255
 
@@ -48,15 +48,10 @@ def claim(
     session: Session, user_id: str, key: str, request_fingerprint: str, ttl_hours: int
 ) -> StoredResponse | None:
     """Lock the key for this transaction; return the stored answer if there is one."""
-    locked = session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0))"),
-        {"scope": f"idempotency:{user_id}:{key}"},
-    )
+    locked = session.scalar(_TRY_LOCK, {"scope": f"idempotency:{user_id}:{key}"})
     if not locked:
         raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still in progress")
-    stored = session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    )
+    stored = session.scalar(_SELECT_KEY, {"user_id": user_id, "key": key})
     if stored is None:
         return None
     if stored.created_at < datetime.now(UTC) - timedelta(hours=ttl_hours):
@@ -73,16 +68,25 @@ def claim(
 def remember(
     session: Session, user_id: str, key: str, request_fingerprint: str, response: StoredResponse
 ) -> None:
-    session.add(
-        IdempotencyKey(
-            user_id=user_id,
-            key=key,
-            request_fingerprint=request_fingerprint,
-            response_status=response.status,
-            response_body=response.body,
-            response_location=response.location,
-        )
+    session.execute(
+        _INSERT_KEY,
+        {
+            "user_id": user_id,
+            "key": key,
+            "request_fingerprint": request_fingerprint,
+            "response_status": response.status,
+            "response_body": response.body,
+            "response_location": response.location,
+        },
     )
+
+
+# Built once (compiled and cache-keyed once): every order placed with a key runs all three.
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0))")
+_SELECT_KEY = select(IdempotencyKey).where(
+    IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
+)
+_INSERT_KEY = insert(table_of(IdempotencyKey))
 
 
 def purge_expired(session: Session, ttl_hours: int) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -30,6 +31,15 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSONB,
         datetime: DateTime(timezone=True),
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for statements built once and run with parameters on hot paths:
+    SQLAlchemy runs a Core statement on a table at about half the cost of the same statement
+    on the mapped class, which goes through the ORM's bulk layer."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _now_column() -> Mapped[datetime]:

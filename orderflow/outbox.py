@@ -13,7 +13,7 @@ from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from orderflow.logging import current_request_id
-from orderflow.models import OutboxMessage
+from orderflow.models import OutboxMessage, table_of
 
 #: Channel the relay LISTENs on. A trigger on the outbox table (migration 0005) notifies it
 #: on every insert; PostgreSQL delivers the notification only when the transaction commits.
@@ -54,12 +54,17 @@ def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[st
     request_id = current_request_id()
     if request_id is not None:
         payload = {**payload, REQUEST_ID_KEY: request_id}
-    values: dict[str, Any] = {"topic": topic, "order_id": order_id, "payload": payload}
+    statement = _INSERT_MESSAGE
     takeover = _takeover.get()
     if takeover is not None and topic in takeover.topics:
-        values.update(dispatched_at=func.now(), attempts=1)
+        statement = _INSERT_TAKEN_MESSAGE
         session.info.setdefault(_TAKEN, []).append((takeover, topic, payload))
-    session.execute(insert(OutboxMessage).values(**values))
+    session.execute(statement, {"topic": topic, "order_id": order_id, "payload": payload})
+
+
+# Built once (compiled and cache-keyed once): every order writes several messages.
+_INSERT_MESSAGE = insert(table_of(OutboxMessage))
+_INSERT_TAKEN_MESSAGE = insert(table_of(OutboxMessage)).values(dispatched_at=func.now(), attempts=1)
 
 
 #: ``Session.info`` key: messages taken over in the session's open transaction.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,13 +77,19 @@ def authenticate(session: Session, settings: Settings, access_token: str) -> Use
     """The user behind a valid access token whose session is still open."""
     claims = tokens.read_access_token(settings.jwt_secret.get_secret_value(), access_token)
     row = session.execute(
-        select(User, AuthSession.revoked_at)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+        _SELECT_SESSION_USER, {"user_id": claims.user_id, "session_id": claims.session_id}
     ).first()
     if row is None or row.revoked_at is not None:
         raise NotAuthenticated("the access token is invalid or expired")
     return row.User
+
+
+#: Built once (compiled and cache-keyed once): every authenticated request runs it.
+_SELECT_SESSION_USER = (
+    select(User, AuthSession.revoked_at)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
+)
 
 
 def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPair:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
@@ -236,7 +236,13 @@ def _record_decline(
 
 
 def _charge_of(session: Session, order_id: str, *, lock: bool = False) -> Payment | None:
-    query = select(Payment).where(Payment.order_id == order_id, Payment.kind == "charge")
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query.execution_options(populate_existing=True))
+    return session.scalar(_LOCK_CHARGE if lock else _SELECT_CHARGE, {"order_id": order_id})
+
+
+# Built once (compiled and cache-keyed once): every charge reads its payment twice.
+_SELECT_CHARGE = (
+    select(Payment)
+    .where(Payment.order_id == bindparam("order_id"), Payment.kind == "charge")
+    .execution_options(populate_existing=True)
+)
+_LOCK_CHARGE = _SELECT_CHARGE.with_for_update()

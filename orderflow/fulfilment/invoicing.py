@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.steps import EmailKind, Step, schedule
 from orderflow.invoices.document import InvoiceDocument
 from orderflow.invoices.pdf import render_pdf
-from orderflow.models import Invoice, InvoiceCounter
+from orderflow.models import Invoice, InvoiceCounter, table_of
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus
@@ -34,15 +34,16 @@ def generate_invoice(session: Session, order_id: str) -> None:
     year, sequence = issued_at.year, _next_number(session, issued_at.year)
     number = f"INV-{year}-{sequence:06d}"
     pdf = render_pdf(InvoiceDocument.from_order(order, number, issued_at))
-    session.add(
-        Invoice(
-            order_id=order_id,
-            number=number,
-            year=year,
-            sequence=sequence,
-            pdf=pdf,
-            issued_at=issued_at,
-        )
+    session.execute(
+        _INSERT_INVOICE,
+        {
+            "order_id": order_id,
+            "number": number,
+            "year": year,
+            "sequence": sequence,
+            "pdf": pdf,
+            "issued_at": issued_at,
+        },
     )
     order.invoice_number = number
     order.updated_at = func.now()
@@ -57,17 +58,21 @@ def invoice_pdf(session: Session, order_id: str) -> bytes | None:
 def _next_number(session: Session, year: int) -> int:
     """Take the year's next number. The counter row stays locked until the transaction ends,
     so a rolled-back invoice gives its number back and the sequence has no gaps."""
-    statement = (
-        insert(InvoiceCounter)
-        .values(year=year, last_number=1)
-        .on_conflict_do_update(
-            index_elements=[InvoiceCounter.year],
-            set_={"last_number": InvoiceCounter.last_number + 1},
-        )
-        .returning(InvoiceCounter.last_number)
-    )
-    return int(session.execute(statement).scalar_one())
+    return int(session.execute(_TAKE_NUMBER, {"year": year, "last_number": 1}).scalar_one())
 
 
 def _invoice_exists(session: Session, order_id: str) -> bool:
-    return session.scalar(select(Invoice.id).where(Invoice.order_id == order_id)) is not None
+    return session.scalar(_ANY_INVOICE, {"order_id": order_id}) is not None
+
+
+_counters = table_of(InvoiceCounter)
+# Built once (compiled and cache-keyed once): every confirmed order runs them.
+_TAKE_NUMBER = (
+    insert(_counters)
+    .on_conflict_do_update(
+        index_elements=[_counters.c.year], set_={"last_number": _counters.c.last_number + 1}
+    )
+    .returning(_counters.c.last_number)
+)
+_ANY_INVOICE = select(Invoice.id).where(Invoice.order_id == bindparam("order_id"))
+_INSERT_INVOICE = insert(table_of(Invoice))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.fulfilment.steps import EmailKind
 from orderflow.idempotency import email_message_key
 from orderflow.invoices.document import format_money
-from orderflow.models import EmailRecord, Order, User
+from orderflow.models import EmailRecord, Order, User, table_of
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.state import OrderStatus
 
@@ -69,60 +69,56 @@ def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessag
         return None
     if kind is EmailKind.CONFIRMATION and order.invoice_number is None:
         return None
+    new = {"order_id": order_id, "kind": kind.value, "status": "sending"}
     claimed = (
-        session.execute(
-            insert(EmailRecord)
-            .values(
-                order_id=order_id,
-                kind=kind.value,
-                status="sending",
-                recipient=customer.email,
-                claimed_at=func.now(),
-            )
-            .on_conflict_do_nothing(constraint="emails_one_per_kind")
-            .returning(EmailRecord.id)
-        ).first()
-        or session.execute(
-            update(EmailRecord)
-            .where(
-                EmailRecord.order_id == order_id,
-                EmailRecord.kind == kind.value,
-                EmailRecord.status == "sending",
-                or_(
-                    EmailRecord.claimed_at.is_(None),
-                    EmailRecord.claimed_at < func.now() - CLAIM_LEASE,
-                ),
-            )
-            .values(claimed_at=func.now())
-            .returning(EmailRecord.id)
-        ).first()
+        session.execute(_CLAIM_NEW, {**new, "recipient": customer.email}).first()
+        or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, kind)).first()
     )
     # Not claimed: already sent, or another worker is sending it right now.
     return None if claimed is None else compose(order, customer, kind)
 
 
 def release_claim(session: Session, order_id: str, kind: EmailKind) -> None:
-    session.execute(
-        update(EmailRecord)
-        .where(
-            EmailRecord.order_id == order_id,
-            EmailRecord.kind == kind.value,
-            EmailRecord.status == "sending",
-        )
-        .values(claimed_at=None)
-    )
+    session.execute(_RELEASE_CLAIM, _email_key(order_id, kind))
 
 
 def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str) -> None:
-    record = session.scalar(
-        select(EmailRecord)
-        .where(EmailRecord.order_id == order_id, EmailRecord.kind == kind.value)
-        .with_for_update()
-    )
+    record = session.scalar(_LOCK_RECORD, _email_key(order_id, kind))
     if record is None or record.status == "sent":
         return
     record.status, record.provider_message_id, record.sent_at = "sent", provider_id, func.now()
     record_event(session, order_id, "email_sent", SYSTEM_ACTOR, {"kind": kind.value})
+
+
+def _email_key(order_id: str, kind: EmailKind) -> dict[str, str]:
+    return {"email_order_id": order_id, "email_kind": kind.value}
+
+
+_emails = table_of(EmailRecord)
+_this_email = (_emails.c.order_id == bindparam("email_order_id")) & (
+    _emails.c.kind == bindparam("email_kind")
+)
+# Built once (compiled and cache-keyed once): every e-mail runs two or three of them.
+_CLAIM_NEW = (
+    insert(_emails)
+    .values(claimed_at=func.now())
+    .on_conflict_do_nothing(constraint="emails_one_per_kind")
+    .returning(_emails.c.id)
+)
+_RECLAIM_ABANDONED = (
+    update(_emails)
+    .where(
+        _this_email,
+        _emails.c.status == "sending",
+        or_(_emails.c.claimed_at.is_(None), _emails.c.claimed_at < func.now() - CLAIM_LEASE),
+    )
+    .values(claimed_at=func.now())
+    .returning(_emails.c.id)
+)
+_RELEASE_CLAIM = (
+    update(_emails).where(_this_email, _emails.c.status == "sending").values(claimed_at=None)
+)
+_LOCK_RECORD = select(EmailRecord).where(_this_email).with_for_update()
 
 
 def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from orderflow.models import Product, StockReservation
@@ -10,10 +10,13 @@ from orderflow.orders.events import SYSTEM_ACTOR, record_event
 
 
 def has_reservations(session: Session, order_id: str) -> bool:
-    found = session.scalar(
-        select(StockReservation.id).where(StockReservation.order_id == order_id).limit(1)
-    )
-    return found is not None
+    return session.scalar(_ANY_RESERVATION, {"order_id": order_id}) is not None
+
+
+#: Built once (compiled and cache-keyed once): asked by the reservation and the charge steps.
+_ANY_RESERVATION = (
+    select(StockReservation.id).where(StockReservation.order_id == bindparam("order_id")).limit(1)
+)
 
 
 def release_stock(session: Session, order_id: str) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.outcomes import fail_order
 from orderflow.fulfilment.reservations import has_reservations
 from orderflow.fulfilment.steps import Step, schedule
-from orderflow.models import Order, Product, StockReservation
+from orderflow.models import Order, Product, StockReservation, table_of
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus
@@ -48,18 +48,29 @@ def reserve_stock(session: Session, order_id: str) -> None:
 def _take_all_lines(session: Session, order: Order) -> str | None:
     """Reserve every line or none; return the first product that was short."""
     savepoint = session.begin_nested()
-    for line in sorted(order.lines, key=lambda line: line.product_id):
+    lines = sorted(order.lines, key=lambda line: line.product_id)
+    for line in lines:
         taken = session.execute(
-            update(Product)
-            .where(Product.id == line.product_id, Product.stock >= line.quantity)
-            .values(stock=Product.stock - line.quantity)
-            .returning(Product.id)
+            _TAKE_STOCK, {"product_id": line.product_id, "quantity": line.quantity}
         ).first()
         if taken is None:
             savepoint.rollback()
             return line.product_id
-        session.add(
-            StockReservation(order_id=order.id, product_id=line.product_id, quantity=line.quantity)
-        )
+    session.execute(
+        _INSERT_RESERVATIONS,
+        [{"order_id": order.id, "product_id": li.product_id, "quantity": li.quantity}
+         for li in lines],
+    )  # fmt: skip
     savepoint.commit()
     return None
+
+
+_products = table_of(Product)
+# Built once (compiled and cache-keyed once): run for every line of every order.
+_TAKE_STOCK = (
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
+    .values(stock=_products.c.stock - bindparam("quantity"))
+    .returning(_products.c.id)
+)
+_INSERT_RESERVATIONS = insert(table_of(StockReservation))

@@ -9,10 +9,17 @@ from sqlalchemy.orm import Session
 
 from orderflow import metrics
 from orderflow.ids import new_id
-from orderflow.models import OrderEvent
+from orderflow.models import OrderEvent, table_of
 from orderflow.pagination import Page, paginate
 
 SYSTEM_ACTOR = "system"
+
+
+#: Built once: a statement object is compiled and keyed for SQLAlchemy's cache only once, and
+#: every order writes several events. Dated with the time of the change, not of the
+#: transaction's start (``now()``): a transaction that waited for the order's lock must not
+#: date its event before the one it waited on.
+_INSERT_EVENT = insert(table_of(OrderEvent)).values(created_at=func.clock_timestamp())
 
 
 def record_event(
@@ -21,17 +28,8 @@ def record_event(
     """Append an event now (one INSERT, no object to flush later)."""
     data = data or {}
     session.execute(
-        insert(OrderEvent).values(
-            id=new_id("evt"),
-            order_id=order_id,
-            type=type_,
-            actor=actor,
-            data=data,
-            # The time of the change, not of the transaction's start (``now()``): a transaction
-            # that waited for the order's lock must not date its event before the one it
-            # waited on.
-            created_at=func.clock_timestamp(),
-        )
+        _INSERT_EVENT,
+        {"id": new_id("evt"), "order_id": order_id, "type": type_, "actor": actor, "data": data},
     )
     metrics.note_order_event(session, type_, data)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from orderflow.errors import NotFound, TransitionNotAllowed
 from orderflow.fulfilment.steps import EmailKind, Step, schedule
-from orderflow.models import Order
+from orderflow.models import Order, table_of
 from orderflow.orders.events import record_event
 from orderflow.orders.state import ActorRole, OrderStatus, check_transition
 
@@ -27,16 +27,28 @@ STATUS_EMAILS = {
 def lock_order(session: Session, order_id: str) -> Order:
     """The order row, locked and freshly read; its lines load only if the caller reads them
     (most steps never do)."""
-    order = session.scalar(
-        select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .options(lazyload(Order.lines))
-        .execution_options(populate_existing=True)
-    )
+    order = session.scalar(_LOCK_ORDER, {"order_id": order_id})
     if order is None:
         raise NotFound(f"order {order_id} does not exist", order_id=order_id)
     return order
+
+
+_orders = table_of(Order)
+# Built once (compiled and cache-keyed once): every step locks the order, most move it.
+_LOCK_ORDER = (
+    select(Order)
+    .where(Order.id == bindparam("order_id"))
+    .with_for_update()
+    .options(lazyload(Order.lines))
+    .execution_options(populate_existing=True)
+)
+#: Compare-and-set on the status; the columns to set are the parameters' other keys.
+_MOVE_ORDER = (
+    update(_orders)
+    .where(_orders.c.id == bindparam("moving_id"), _orders.c.status == bindparam("moving_from"))
+    .values(updated_at=func.now())
+    .returning(_orders.c.updated_at)
+)
 
 
 def transition(
@@ -54,10 +66,8 @@ def transition(
     current = OrderStatus(order.status)
     check_transition(current, target, role)
     moved = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == current.value)
-        .values(status=target.value, updated_at=func.now(), **changes)
-        .returning(Order.updated_at)
+        _MOVE_ORDER,
+        {"moving_id": order.id, "moving_from": current.value, "status": target.value, **changes},
     ).first()
     if moved is None:
         raise TransitionNotAllowed(f"order {order.id} changed status concurrently; retry")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from orderflow import idempotency
@@ -15,7 +15,7 @@ from orderflow.errors import InsufficientStock, NotFound, TransitionNotAllowed, 
 from orderflow.fulfilment.reservations import release_stock
 from orderflow.fulfilment.steps import Step, schedule
 from orderflow.ids import new_id
-from orderflow.models import Order, OrderLine, Product, User
+from orderflow.models import Order, OrderLine, Product, User, table_of
 from orderflow.money import Money
 from orderflow.orders.events import record_event
 from orderflow.orders.lifecycle import lock_order, transition
@@ -116,11 +116,9 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
         "shipping_address": command.shipping_address,
         "payment_method": command.payment_method,
     }
-    created_at, updated_at = session.execute(
-        insert(Order).values(values).returning(Order.created_at, Order.updated_at)
-    ).one()
+    created_at, updated_at = session.execute(_INSERT_ORDER, values).one()
     session.execute(
-        insert(OrderLine),
+        _INSERT_LINES,
         [{name: getattr(line, name) for name in _LINE_COLUMNS} | {"order_id": values["id"]}
          for line in lines],
     )  # fmt: skip
@@ -136,6 +134,12 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
     return order
 
 
+# Built once (compiled and cache-keyed once): the statements of every order placed.
+_INSERT_ORDER = insert(table_of(Order)).returning(
+    table_of(Order).c.created_at, table_of(Order).c.updated_at
+)
+_INSERT_LINES = insert(table_of(OrderLine))
+_SELECT_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
 _LINE_COLUMNS = ("line_no", "product_id", "sku", "name", "quantity", "unit_price_amount",
                  "subtotal_amount")  # fmt: skip
 
@@ -231,8 +235,7 @@ def _load_products(session: Session, product_ids: list[str]) -> dict[str, Produc
             errors=[{"field": "items", "message": "duplicate product_id"}],
         )
     found = {
-        product.id: product
-        for product in session.scalars(select(Product).where(Product.id.in_(product_ids)))
+        product.id: product for product in session.scalars(_SELECT_PRODUCTS, {"ids": product_ids})
     }
     for product_id in product_ids:
         product = found.get(product_id)
