@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
+import redis.asyncio
 from fastapi import APIRouter, FastAPI
 
 from api import metrics
@@ -43,9 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)
         app.state.database = Database(make_engine(settings))
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-        install_rate_limits(app.state, app.state.redis, settings)
+        rate_limit_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
+        install_rate_limits(app.state, rate_limit_redis, settings)
         install_order_counters()
         yield
+        await rate_limit_redis.aclose()
         app.state.redis.close()
         app.state.database.dispose()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -38,22 +41,43 @@ async def get_database(request: Request) -> Database:
     return database
 
 
-def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+async def get_session(
+    database: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[Session]:
     """One unit of work per request, committed before the response is sent (scope
-    ``function``), rolled back on any error unless the error says its changes must stay."""
+    ``function``), rolled back on any error unless the error says its changes must stay.
+
+    Opening a session touches no connection (it connects at its first statement), so it
+    happens here on the event loop; ending it is one hand-off to a worker thread."""
     session = database.session()
     try:
         yield session
-        session.commit()
     except OrderflowError as error:
-        if error.keeps_changes:
+        await _end_in_thread(session, commit=error.keeps_changes)
+        raise
+    except BaseException:
+        await _end_in_thread(session, commit=False)
+        raise
+    else:
+        await _end_in_thread(session, commit=True)
+
+
+async def _end_in_thread(session: Session, *, commit: bool) -> None:
+    """Shielded from cancellation (a client that hangs up must not leak the connection) and
+    outside the shared thread limit, as FastAPI ends sync generator dependencies: an ending
+    session frees a pooled connection, so it must never wait behind threads waiting for one."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(
+            functools.partial(_end, session, commit=commit), limiter=anyio.CapacityLimiter(1)
+        )
+
+
+def _end(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
             session.commit()
         else:
             session.rollback()
-        raise
-    except BaseException:
-        session.rollback()
-        raise
     finally:
         session.close()
 

@@ -15,11 +15,12 @@ checkouts is worse than letting a burst pass.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import redis
+import redis.asyncio
 import structlog
 from fastapi import Depends, Request
 
@@ -53,23 +54,25 @@ class Limit:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, *, enabled: bool = True) -> None:
+    """On the event loop (asyncio Redis client): counting costs a request no worker thread."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, enabled: bool = True) -> None:
         self.client, self.enabled = client, enabled
         self._hit = client.register_script(_HIT)
 
-    def hit(self, limit: Limit, subject: str, *, refuse: bool = True) -> None:
+    async def hit(self, limit: Limit, subject: str, *, refuse: bool = True) -> None:
         """Count one event for ``subject``; over the limit, raise ``RateLimited``."""
         if not self.enabled:
             return
         try:
-            count, ttl = self._hit(keys=[_key(limit, subject)], args=[limit.window_seconds])
+            count, ttl = await self._hit(keys=[_key(limit, subject)], args=[limit.window_seconds])
         except redis.RedisError as error:
             log.warning("rate limiter unavailable; letting the request through", error=str(error))
             return
         if refuse and int(count) > limit.limit:
             self._refuse(limit, int(ttl))
 
-    def check(self, limit: Limit, subject: str) -> None:
+    async def check(self, limit: Limit, subject: str) -> None:
         """Refuse when ``subject`` is already at its limit, without counting."""
         if not self.enabled:
             return
@@ -78,7 +81,7 @@ class RateLimiter:
             pipe = self.client.pipeline(transaction=False)
             pipe.get(key)
             pipe.ttl(key)
-            count, ttl = pipe.execute()
+            count, ttl = await pipe.execute()
         except redis.RedisError as error:
             log.warning("rate limiter unavailable; letting the request through", error=str(error))
             return
@@ -130,8 +133,8 @@ class Limits:
         )
 
 
-def install_rate_limits(app_state: Any, client: redis.Redis, settings: Settings) -> None:
-    """Called at start-up with the API's Redis client."""
+def install_rate_limits(app_state: Any, client: redis.asyncio.Redis, settings: Settings) -> None:
+    """Called at start-up, on the event loop, with the API's asyncio Redis client."""
     app_state.rate_limiter = RateLimiter(client, enabled=settings.rate_limit_enabled)
     app_state.rate_limits = Limits.from_settings(settings)
 
@@ -143,23 +146,25 @@ async def _limiter(request: Request) -> tuple[RateLimiter, Limits]:
 LimiterDep = Annotated[tuple[RateLimiter, Limits], Depends(_limiter)]
 
 
-def limit_orders(viewer: ViewerDep, limiter: LimiterDep) -> None:
+async def limit_orders(viewer: ViewerDep, limiter: LimiterDep) -> None:
     """``POST /orders``: at most ``ORDERFLOW_RATE_LIMIT_ORDERS_PER_CALLER`` a window."""
     rate_limiter, limits = limiter
-    rate_limiter.hit(limits.orders_per_caller, viewer.user_id)
+    await rate_limiter.hit(limits.orders_per_caller, viewer.user_id)
 
 
-def limit_logins(request: Request, body: LoginRequest, limiter: LimiterDep) -> Iterator[None]:
+async def limit_logins(
+    request: Request, body: LoginRequest, limiter: LimiterDep
+) -> AsyncIterator[None]:
     """``POST /auth/login``: attempts per client address, failures per account."""
     rate_limiter, limits = limiter
     address = request.client.host if request.client else "unknown"
-    rate_limiter.hit(limits.login_attempts_per_address, address)
+    await rate_limiter.hit(limits.login_attempts_per_address, address)
     account = normalise_email(body.email)
-    rate_limiter.check(limits.login_failures_per_account, account)
+    await rate_limiter.check(limits.login_failures_per_account, account)
     try:
         yield
     except NotAuthenticated:
-        rate_limiter.hit(limits.login_failures_per_account, account, refuse=False)
+        await rate_limiter.hit(limits.login_failures_per_account, account, refuse=False)
         raise
 
 
