@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from orderflow.logging import current_request_id
@@ -94,21 +94,26 @@ def take_batch(session: Session, limit: int) -> list[tuple[int, str, dict[str, A
     dispatched in the caller's transaction by one statement. Publish them before that
     transaction commits: a relay that dies first leaves them undispatched, to be published
     again (at least once). ``SKIP LOCKED`` hands other relays the next ones."""
-    oldest = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.dispatched_at.is_(None))
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    taken = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(oldest))
-        .values(dispatched_at=func.now(), attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
-        .execution_options(synchronize_session=False)
-    )
+    taken = session.execute(_TAKE_BATCH, {"limit": limit})
     return sorted((row.id, row.topic, row.payload) for row in taken)
+
+
+_outbox = table_of(OutboxMessage)
+#: Built once (compiled and cache-keyed once): the relay runs it for every wake-up.
+_TAKE_BATCH = (
+    update(_outbox)
+    .where(
+        _outbox.c.id.in_(
+            select(_outbox.c.id)
+            .where(_outbox.c.dispatched_at.is_(None))
+            .order_by(_outbox.c.id)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(dispatched_at=func.now(), attempts=_outbox.c.attempts + 1)
+    .returning(_outbox.c.id, _outbox.c.topic, _outbox.c.payload)
+)
 
 
 def backlog(session: Session) -> tuple[int, float]:

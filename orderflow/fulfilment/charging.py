@@ -10,6 +10,7 @@ outcome in any order and the order moves once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, func, select
@@ -20,7 +21,7 @@ from orderflow.fulfilment.outcomes import confirm_order, fail_order
 from orderflow.fulfilment.reservations import has_reservations
 from orderflow.fulfilment.steps import Step, schedule
 from orderflow.idempotency import charge_idempotency_key
-from orderflow.models import Order, Payment
+from orderflow.models import Order, Payment, update_now
 from orderflow.money import Money
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
@@ -104,9 +105,9 @@ def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
         session.add(charge)
     elif charge.status in _FINAL:
         return None
-    charge.status = "processing" if charge.status == "unavailable" else charge.status
-    order.payment_status = OrderPaymentStatus.PROCESSING.value
-    order.updated_at = func.now()
+    if charge.status == "unavailable":
+        update_now(session, charge, status="processing")
+    update_now(session, order, payment_status=OrderPaymentStatus.PROCESSING.value)
     return ChargeRequest(
         order_id=order_id,
         amount=Money(charge.amount, charge.currency),
@@ -149,16 +150,21 @@ def record_charge_result(session: Session, result: PaymentResult, *, order_id: s
         charge.status == "succeeded" or result.status is not PaymentStatus.SUCCEEDED
     ):
         return  # already recorded, or a late failure after a success: never downgrade
-    charge.provider_id = result.intent_id
-    charge.updated_at = func.now()
+    # Written below with the outcome, each row by one UPDATE.
+    charge_changes: dict[str, Any] = {"provider_id": result.intent_id}
+    order_changes: dict[str, Any] = {}
     if order.payment_intent_id is None:
-        order.payment_intent_id = result.intent_id
+        order_changes["payment_intent_id"] = result.intent_id
     if result.status is PaymentStatus.SUCCEEDED:
-        _record_success(session, order, charge, result)
+        _record_success(session, order, charge, result, charge_changes, order_changes)
     elif result.status is PaymentStatus.DECLINED:
-        _record_decline(session, order, charge, result.decline_code)
+        _record_decline(
+            session, order, charge, result.decline_code, PAYMENT_DECLINED, charge_changes,
+            order_changes,
+        )  # fmt: skip
     elif result.status is PaymentStatus.REQUIRES_ACTION and charge.status != "requires_action":
-        charge.status = "requires_action"
+        update_now(session, charge, status="requires_action", **charge_changes)
+        update_now(session, order, **order_changes)
         record_event(
             session,
             order.id,
@@ -166,7 +172,10 @@ def record_charge_result(session: Session, result: PaymentResult, *, order_id: s
             SYSTEM_ACTOR,
             {"payment_intent_id": result.intent_id},
         )
-        order.updated_at = func.now()
+    else:
+        update_now(session, charge, **charge_changes)
+        if order_changes:
+            update_now(session, order, **order_changes)
 
 
 def give_up_charge(session: Session, order_id: str, reason: str) -> None:
@@ -187,14 +196,23 @@ def reject_charge(session: Session, order_id: str, code: str | None) -> None:
     charge = _charge_of(session, order_id, lock=True)
     if charge is None or charge.status in _FINAL:
         return
-    _record_decline(session, order, charge, code or PAYMENT_REJECTED, reason=PAYMENT_REJECTED)
+    _record_decline(session, order, charge, code or PAYMENT_REJECTED, PAYMENT_REJECTED, {}, {})
 
 
-def _record_success(session: Session, order: Order, charge: Payment, result: PaymentResult) -> None:
-    charge.status = "succeeded"
-    charge.decline_code = None
-    order.payment_status = OrderPaymentStatus.PAID.value
-    order.failure_reason = None
+def _record_success(
+    session: Session,
+    order: Order,
+    charge: Payment,
+    result: PaymentResult,
+    charge_changes: dict[str, Any],
+    order_changes: dict[str, Any],
+) -> None:
+    update_now(session, charge, status="succeeded", decline_code=None, **charge_changes)
+    paid = {
+        **order_changes,
+        "payment_status": OrderPaymentStatus.PAID.value,
+        "failure_reason": None,
+    }
     record_event(
         session,
         order.id,
@@ -207,9 +225,10 @@ def _record_success(session: Session, order: Order, charge: Payment, result: Pay
         },
     )
     if order.status == OrderStatus.PENDING.value:
-        confirm_order(session, order)
+        confirm_order(session, order, **paid)
     else:
         # Captured after the order was cancelled or failed: the money goes back.
+        update_now(session, order, **paid)
         log.warning("payment captured for an order no longer pending", order_id=order.id)
         schedule(session, Step.REFUND_PAYMENT, order.id)
 
@@ -219,11 +238,12 @@ def _record_decline(
     order: Order,
     charge: Payment,
     code: str | None,
-    reason: str = PAYMENT_DECLINED,
+    reason: str,
+    charge_changes: dict[str, Any],
+    order_changes: dict[str, Any],
 ) -> None:
-    charge.status = "declined"
-    charge.decline_code = code
-    order.payment_status = OrderPaymentStatus.FAILED.value
+    update_now(session, charge, status="declined", decline_code=code, **charge_changes)
+    unpaid = {**order_changes, "payment_status": OrderPaymentStatus.FAILED.value}
     record_event(
         session,
         order.id,
@@ -232,7 +252,9 @@ def _record_decline(
         {"payment_intent_id": charge.provider_id, "decline_code": code},
     )
     if order.status == OrderStatus.PENDING.value:
-        fail_order(session, order, reason)
+        fail_order(session, order, reason, **unpaid)
+    else:
+        update_now(session, order, **unpaid)
 
 
 def _charge_of(session: Session, order_id: str, *, lock: bool = False) -> Payment | None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.steps import EmailKind, Step, schedule
 from orderflow.invoices.document import InvoiceDocument
 from orderflow.invoices.pdf import render_pdf
-from orderflow.models import Invoice, InvoiceCounter, table_of
+from orderflow.models import Invoice, InvoiceCounter, table_of, update_now
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus
@@ -45,8 +45,7 @@ def generate_invoice(session: Session, order_id: str) -> None:
             "issued_at": issued_at,
         },
     )
-    order.invoice_number = number
-    order.updated_at = func.now()
+    update_now(session, order, invoice_number=number)
     record_event(session, order_id, "invoice_generated", SYSTEM_ACTOR, {"number": number})
     schedule(session, Step.SEND_EMAIL, order_id, kind=EmailKind.CONFIRMATION.value)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -83,11 +83,11 @@ def release_claim(session: Session, order_id: str, kind: EmailKind) -> None:
 
 
 def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str) -> None:
-    record = session.scalar(_LOCK_RECORD, _email_key(order_id, kind))
-    if record is None or record.status == "sent":
-        return
-    record.status, record.provider_message_id, record.sent_at = "sent", provider_id, func.now()
-    record_event(session, order_id, "email_sent", SYSTEM_ACTOR, {"kind": kind.value})
+    marked = session.execute(
+        _MARK_SENT, {**_email_key(order_id, kind), "provider_message_id": provider_id}
+    ).first()
+    if marked is not None:  # not marked already, by a retry that raced this one
+        record_event(session, order_id, "email_sent", SYSTEM_ACTOR, {"kind": kind.value})
 
 
 def _email_key(order_id: str, kind: EmailKind) -> dict[str, str]:
@@ -118,7 +118,12 @@ _RECLAIM_ABANDONED = (
 _RELEASE_CLAIM = (
     update(_emails).where(_this_email, _emails.c.status == "sending").values(claimed_at=None)
 )
-_LOCK_RECORD = select(EmailRecord).where(_this_email).with_for_update()
+_MARK_SENT = (
+    update(_emails)
+    .where(_this_email, _emails.c.status != "sent")
+    .values(status="sent", sent_at=func.now())
+    .returning(_emails.c.id)
+)
 
 
 def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:

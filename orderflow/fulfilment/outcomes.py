@@ -15,9 +15,14 @@ from orderflow.orders.state import ActorRole, OrderStatus
 
 
 def fail_order(
-    session: Session, order: Order, reason: str, data: dict[str, Any] | None = None
+    session: Session,
+    order: Order,
+    reason: str,
+    data: dict[str, Any] | None = None,
+    **changes: Any,
 ) -> None:
-    """Fail a pending order: give its stock back, name the reason, tell the customer."""
+    """Fail a pending order: give its stock back, name the reason, tell the customer.
+    ``changes`` are further columns of the order written with the move."""
     release_stock(session, order.id)
     transition(
         session,
@@ -28,10 +33,14 @@ def fail_order(
         reason=reason,
         details=data,
         failure_reason=reason,
+        **changes,
     )
 
 
-def confirm_order(session: Session, order: Order) -> None:
-    """Stock is reserved and the payment captured: confirm, then invoice."""
-    transition(session, order, OrderStatus.CONFIRMED, role=ActorRole.SYSTEM, actor=SYSTEM_ACTOR)
+def confirm_order(session: Session, order: Order, **changes: Any) -> None:
+    """Stock is reserved and the payment captured: confirm, then invoice. ``changes`` are
+    further columns of the order written with the move."""
+    transition(
+        session, order, OrderStatus.CONFIRMED, role=ActorRole.SYSTEM, actor=SYSTEM_ACTOR, **changes
+    )
     schedule(session, Step.GENERATE_INVOICE, order.id)

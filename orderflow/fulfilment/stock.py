@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.outcomes import fail_order
 from orderflow.fulfilment.reservations import has_reservations
 from orderflow.fulfilment.steps import Step, schedule
-from orderflow.models import Order, Product, StockReservation, table_of
+from orderflow.models import Order, Product, StockReservation, table_of, update_now
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus
@@ -41,7 +41,7 @@ def reserve_stock(session: Session, order_id: str) -> None:
         SYSTEM_ACTOR,
         {"lines": [{"product_id": li.product_id, "quantity": li.quantity} for li in order.lines]},
     )
-    order.updated_at = func.now()
+    update_now(session, order)
     schedule(session, Step.CHARGE_PAYMENT, order_id)
 
 
