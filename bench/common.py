@@ -258,10 +258,12 @@ class Children:
                 raise RuntimeError(f"{name} exited with code {process.returncode}:\n{tail}")
 
 
-def uvicorn_args(app: str, port: int) -> list[str]:
+def uvicorn_args(app: str, port: int, processes: int = 1) -> list[str]:
     """The API's server command as ``make run`` (workers.launcher) starts it: uvicorn with its
-    defaults (one process, uvloop and httptools, access log on), only the port differs."""
-    return ["-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    defaults (uvloop and httptools, access log on), only the port differs; with
+    ``processes`` > 1, as production runs it on a host with that many cores (``--workers``)."""
+    args = ["-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    return [*args, "--workers", str(processes)] if processes > 1 else args
 
 
 def wait_until(

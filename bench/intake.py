@@ -4,9 +4,10 @@ Orders accepted per second and latency (p50, p95, p99) at 1, 8, 32 and 64 concur
 posting real orders (each client its own logged-in customer, a fresh ``Idempotency-Key`` on
 every request, two catalogue lines, a card that succeeds) to the real API, next to the
 baseline (``bench.baseline_app``: one order row and one outbox row in one transaction) in
-the same run. Both are served the same way: uvicorn as a subprocess, one process (no
-``--workers``), exactly as ``make run`` starts the API; both use ``orderflow.db.make_engine``
-with its default pool (10 + 10 overflow). The load generator (``bench.loadgen``) is a
+the same run. Both are served the same way: uvicorn as a subprocess with one process per
+core (``--workers``, as production runs the API; ``--processes 1`` serves them as ``make
+run`` does); both use ``orderflow.db.make_engine`` with its default pool (10 + 10 overflow)
+in each process. The load generator (``bench.loadgen``) is a
 process of its own. Levels alternate which server goes first, so drift on a shared machine
 falls on both alike.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -22,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 
 from bench.common import (
     Children,
+    CpuMeter,
     answers,
     bench_database,
     bench_settings,
@@ -53,7 +55,10 @@ from bench.profiling import PySpy, profiling
 from orderflow.embedded.child import spawn
 
 LEVELS = (1, 8, 32, 64)
+#: uvicorn processes a server, by default one per core.
+PROCESSES = os.cpu_count() or 1
 ORDERS_PATH = "/api/v1/orders"
+BASELINE_APP = "bench.baseline_app:create_app"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(map(str, LEVELS)),
         help="concurrent clients per level (default %(default)s)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help="uvicorn processes for each server (default: one per core, %(default)s)",
+    )
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds a level")
     parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds first")
     parser.add_argument(
@@ -85,6 +96,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     args.levels = [int(level) for level in str(args.levels).split(",") if level.strip()]
     if not all(1 <= level <= 512 for level in args.levels):
         parser.error("levels must be between 1 and 512")
+    if not 1 <= args.processes <= 64:
+        parser.error("processes must be between 1 and 64")
     if not 0.5 <= args.duration <= 120 or not 0 <= args.warmup <= 30:
         parser.error("duration must be 0.5..120 s and warm-up 0..30 s")
     return args
@@ -119,8 +132,8 @@ def load(
             }
         )
     )
-    server = psutil.Process(children.pid(target.process))
-    cpu_before = sum(server.cpu_times()[:2])
+    server = CpuMeter({"server": lambda: CpuMeter.tree(children.pid(target.process))})
+    server.start()
     started = time.monotonic()
     generator = spawn([sys.executable, "-m", "bench.loadgen", str(config)], output)
     try:
@@ -129,7 +142,7 @@ def load(
         terminate(generator, timeout=2)
     elapsed = time.monotonic() - started
     figures: dict[str, Any] = json.loads(output.read_text())
-    used = sum(server.cpu_times()[:2]) - cpu_before
+    used = server.stop()["server"]
     figures["server_cpu_percent"] = 100 * used / elapsed
     figures["server_cpu_ms_per_order"] = 1000 * used / max(figures["created_total"], 1)
     return figures
@@ -171,17 +184,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         baseline = Target("baseline", free_port(), "baseline")
         results: dict[str, list[dict[str, Any]]] = {"real": [], "baseline": []}
         with Children(env, scratch) as children:
-            children.start("api", *uvicorn_args("api.app:create_app", real.port))
-            children.start(
-                "baseline",
-                *uvicorn_args("bench.baseline_app:create_app", baseline.port),
-            )
+            for target, app in ((real, "api.app:create_app"), (baseline, BASELINE_APP)):
+                children.start(target.process, *uvicorn_args(app, target.port, args.processes))
             for target in (real, baseline):
                 url = f"http://127.0.0.1:{target.port}/healthz"
                 wait_until(lambda url=url: answers(url), 60, target.name, children)
             print(
                 f"intake: {args.duration:g} s a level after {args.warmup:g} s warm-up; "
-                "uvicorn, 1 process, for both servers",
+                f"uvicorn, {args.processes} process(es) for each server",
                 flush=True,
             )
             for number, level in enumerate(args.levels):
@@ -232,7 +242,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "levels": args.levels,
         "duration": args.duration,
         "warmup": args.warmup,
-        "uvicorn_processes": 1,
+        "uvicorn_processes": args.processes,
         "real": results["real"],
         "baseline": results["baseline"],
         "orders_stored": stored,

@@ -133,7 +133,7 @@ def markdown(intake: dict[str, Any] | None, pipeline: dict[str, Any] | None,
     if intake:
         out += [
             f"## Intake (`python -m bench.intake`): {intake['duration']:g} s a level, uvicorn "
-            f"{intake['uvicorn_processes']} process for both",
+            f"{intake['uvicorn_processes']} process(es) for each server",
             "",
             "| clients | API orders/s | p50 ms | p95 ms | p99 ms | baseline orders/s | p50 ms "
             "| p95 ms | p99 ms | ratio |",
