@@ -126,8 +126,10 @@ async def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-async def viewer_of(user: CurrentUser) -> Viewer:
-    return Viewer(user_id=user.id, is_admin=user.role == auth.ADMIN)
+def viewer_of(session: SessionDep, settings: SettingsDep, token: AccessToken) -> Viewer:
+    """The caller as the order services see them; reads no more of the user than the role."""
+    caller = auth.identify(session, settings, token)
+    return Viewer(user_id=caller.user_id, is_admin=caller.role == auth.ADMIN)
 
 
 ViewerDep = Annotated[Viewer, Depends(viewer_of)]
