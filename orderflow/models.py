@@ -50,26 +50,28 @@ def table_of(model: type[Base]) -> Table:
 
 def update_now(session: Session, row: Base, **changes: Any) -> None:
     """Write ``changes`` to the loaded (and locked) ``row`` with one UPDATE by primary key,
-    stamping ``updated_at`` where the table has one, and put the written values on the object
-    as loaded. The steps' hot paths write this way instead of through the unit of work, whose
-    flush costs several times the statement, and nothing is left for a later flush."""
+    stamping ``updated_at``, and put the written values on the object as loaded. The steps'
+    hot paths write this way instead of through the unit of work, whose flush costs several
+    times the statement, and nothing is left for a later flush."""
     state = inspect(row)
     if state.identity is None:  # added in this transaction and not written yet
         session.flush()
     assert state.identity is not None
     (key,) = state.identity
     written = session.execute(_update_by_key(table_of(type(row))), {"row_key": key, **changes})
-    for name, value in written.one()._mapping.items():
+    for name, value in {**changes, "updated_at": written.scalar_one()}.items():
         set_committed_value(row, name, value)
 
 
 @cache
 def _update_by_key(table: Table) -> Update:
     (key,) = table.primary_key.columns
-    statement = update(table).where(key == bindparam("row_key"))
-    if "updated_at" in table.c:
-        return statement.values(updated_at=func.now()).returning(*table.c)
-    return statement.returning(*table.c)
+    return (
+        update(table)
+        .where(key == bindparam("row_key"))
+        .values(updated_at=func.now())
+        .returning(table.c.updated_at)
+    )
 
 
 def _now_column() -> Mapped[datetime]:
