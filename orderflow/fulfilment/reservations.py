@@ -5,15 +5,28 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from orderflow.models import Product, StockReservation
+from orderflow.models import Product, StockReservation, table_of
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
+
+
+def give_back_stock(session: Session, lines: list[tuple[str, int]]) -> None:
+    """Add (product id, quantity) back to the stock, in the order given."""
+    if lines:
+        session.execute(_GIVE_BACK, [{"product_id": p, "quantity": q} for p, q in lines])
 
 
 def has_reservations(session: Session, order_id: str) -> bool:
     return session.scalar(_ANY_RESERVATION, {"order_id": order_id}) is not None
 
 
-#: Built once (compiled and cache-keyed once): asked by the reservation and the charge steps.
+_products = table_of(Product)
+#: Built once (compiled and cache-keyed once), as the statements below.
+_GIVE_BACK = (
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"))
+    .values(stock=_products.c.stock + bindparam("quantity"))
+)
+#: Asked by the reservation and the charge steps.
 _ANY_RESERVATION = (
     select(StockReservation.id).where(StockReservation.order_id == bindparam("order_id")).limit(1)
 )
@@ -28,10 +41,7 @@ def release_stock(session: Session, order_id: str) -> int:
         .values(released_at=func.now())
         .returning(StockReservation.product_id, StockReservation.quantity)
     ).all()
-    for product_id, quantity in sorted(released):
-        session.execute(
-            update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
-        )
+    give_back_stock(session, sorted(released))
     if released:
         record_event(
             session,

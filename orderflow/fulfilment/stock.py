@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.outcomes import fail_order
-from orderflow.fulfilment.reservations import has_reservations
+from orderflow.fulfilment.reservations import give_back_stock, has_reservations
 from orderflow.fulfilment.steps import Step, schedule
 from orderflow.models import Order, Product, StockReservation, table_of, update_now
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
@@ -23,8 +23,9 @@ def reserve_stock(session: Session, order_id: str) -> None:
     """Take stock for every line of a pending order, then schedule the charge.
 
     Lines are taken in product-id order with a conditional ``UPDATE … WHERE stock >= qty``,
-    so concurrent orders never deadlock and stock never goes below zero. A short line
-    undoes the lines already taken (savepoint) and fails the order.
+    so concurrent orders never deadlock and stock never goes below zero. A short line gives
+    back the lines already taken (their rows stay locked by this transaction, so exactly) and
+    fails the order.
     """
     order = lock_order(session, order_id)
     if order.status != OrderStatus.PENDING.value or has_reservations(session, order_id):
@@ -47,21 +48,17 @@ def reserve_stock(session: Session, order_id: str) -> None:
 
 def _take_all_lines(session: Session, order: Order) -> str | None:
     """Reserve every line or none; return the first product that was short."""
-    savepoint = session.begin_nested()
-    lines = sorted(order.lines, key=lambda line: line.product_id)
-    for line in lines:
-        taken = session.execute(
-            _TAKE_STOCK, {"product_id": line.product_id, "quantity": line.quantity}
-        ).first()
-        if taken is None:
-            savepoint.rollback()
+    taken: list[tuple[str, int]] = []
+    for line in sorted(order.lines, key=lambda line: line.product_id):
+        wanted = {"product_id": line.product_id, "quantity": line.quantity}
+        if session.execute(_TAKE_STOCK, wanted).first() is None:
+            give_back_stock(session, taken)
             return line.product_id
+        taken.append((line.product_id, line.quantity))
     session.execute(
         _INSERT_RESERVATIONS,
-        [{"order_id": order.id, "product_id": li.product_id, "quantity": li.quantity}
-         for li in lines],
-    )  # fmt: skip
-    savepoint.commit()
+        [{"order_id": order.id, "product_id": p, "quantity": q} for p, q in taken],
+    )
     return None
 
 

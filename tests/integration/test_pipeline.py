@@ -175,6 +175,20 @@ def test_short_stock_fails_the_order(
     assert edge.charges(order_id) == 0
 
 
+def test_a_short_later_line_gives_back_the_lines_taken_before_it(
+    edge: Edge, customer: httpx.Client, admin: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    first, second = sorted((make_product(stock=5), make_product(stock=5)), key=lambda p: p.id)
+    answer = customer.post("/orders", json=order_body((first.id, 2), (second.id, 2)))
+    assert answer.status_code == 201, answer.text
+    admin.patch(f"/products/{second.id}", json={"stock": 1})  # sold elsewhere meanwhile
+    order = wait_for_status(customer, answer.json()["id"], AT_REST)
+    assert (order["status"], order["failure_reason"]) == ("failed", "insufficient_stock")
+    # The first line was taken before the second came up short: it went back, exactly.
+    assert (_stock(edge.database, first.id), _stock(edge.database, second.id)) == (5, 1)
+    assert edge.charges(order["id"]) == 0
+
+
 def _post_webhook(api: httpx.Client, payload: bytes, signature: str) -> httpx.Response:
     return api.post(
         "/webhooks/stripe",
