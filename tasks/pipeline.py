@@ -48,7 +48,7 @@ def continuing() -> Iterator[None]:
 
 
 def run_here(topic: str, payload: dict[str, Any]) -> None:
-    log.info("step continued in this worker", step=topic)
+    log.debug("step continued in this worker", step=topic)  # "task finished" says it at info
     kwargs, _ = outbox.task_call(payload)
     started, outcome = time.perf_counter(), "success"
     try:
