@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
@@ -21,7 +21,7 @@ from orderflow.fulfilment.outcomes import confirm_order, fail_order
 from orderflow.fulfilment.reservations import has_reservations
 from orderflow.fulfilment.steps import Step, schedule
 from orderflow.idempotency import charge_idempotency_key
-from orderflow.models import Order, Payment, update_now
+from orderflow.models import Order, Payment, table_of, update_now
 from orderflow.money import Money
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
@@ -94,26 +94,32 @@ def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
     if not has_reservations(session, order_id):
         return None
     if charge is None:
-        charge = Payment(
-            order_id=order_id,
-            kind="charge",
-            status="processing",
-            attempt=1,
-            amount=order.total_amount,
-            currency=order.currency,
+        attempt, known_intent_id = 1, None
+        session.execute(
+            _INSERT_CHARGE,
+            {
+                "order_id": order_id,
+                "kind": "charge",
+                "status": "processing",
+                "attempt": attempt,
+                "amount": order.total_amount,
+                "currency": order.currency,
+            },
         )
-        session.add(charge)
     elif charge.status in _FINAL:
         return None
-    if charge.status == "unavailable":
-        update_now(session, charge, status="processing")
+    else:
+        if charge.status == "unavailable":
+            update_now(session, charge, status="processing")
+        attempt = charge.attempt
+        known_intent_id = charge.provider_id if charge.status == "requires_action" else None
     update_now(session, order, payment_status=OrderPaymentStatus.PROCESSING.value)
     return ChargeRequest(
         order_id=order_id,
-        amount=Money(charge.amount, charge.currency),
+        amount=order.total,
         payment_method=order.payment_method,
-        idempotency_key=charge_idempotency_key(order_id, charge.attempt),
-        known_intent_id=charge.provider_id if charge.status == "requires_action" else None,
+        idempotency_key=charge_idempotency_key(order_id, attempt),
+        known_intent_id=known_intent_id,
     )
 
 
@@ -268,3 +274,4 @@ _SELECT_CHARGE = (
     .execution_options(populate_existing=True)
 )
 _LOCK_CHARGE = _SELECT_CHARGE.with_for_update()
+_INSERT_CHARGE = insert(table_of(Payment))
