@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -63,9 +63,11 @@ def send_email(database: Database, sender: EmailSender, order_id: str, kind: Ema
 
 
 def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessage | None:
-    order = session.get(Order, order_id)
-    customer = session.get(User, order.customer_id) if order else None
-    if order is None or customer is None or order.status not in EMAIL_STATUSES[kind]:
+    found = session.execute(_ORDER_AND_CUSTOMER, {"order_id": order_id}).first()
+    if found is None:
+        return None
+    order, customer = found
+    if order.status not in EMAIL_STATUSES[kind]:
         return None
     if kind is EmailKind.CONFIRMATION and order.invoice_number is None:
         return None
@@ -98,7 +100,12 @@ _emails = table_of(EmailRecord)
 _this_email = (_emails.c.order_id == bindparam("email_order_id")) & (
     _emails.c.kind == bindparam("email_kind")
 )
-# Built once (compiled and cache-keyed once): every e-mail runs two or three of them.
+# Built once (compiled and cache-keyed once): every e-mail runs several of them.
+_ORDER_AND_CUSTOMER = (
+    select(Order, User)
+    .join(User, User.id == Order.customer_id)
+    .where(Order.id == bindparam("order_id"))
+)
 _CLAIM_NEW = (
     insert(_emails)
     .values(claimed_at=func.now())
