@@ -10,7 +10,7 @@ import redis.asyncio
 from fastapi import APIRouter, FastAPI
 
 from api import metrics
-from api.middleware import BodySizeLimit, RejectNulCharacters
+from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RejectNulCharacters)
+    app.add_middleware(RejectUnusableParameters)
     app.add_middleware(RequestObservability)  # outermost: every answer gets a request id
     app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)
 

@@ -1,5 +1,5 @@
 """ASGI middleware that must see the raw request: the body size limit, NUL characters in the
-path or query."""
+path or query, repeated query parameters."""
 
 from __future__ import annotations
 
@@ -66,18 +66,21 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class RejectNulCharacters:
+class RejectUnusableParameters:
     """Answer 422 to a path or query parameter holding a NUL character (``%00``): PostgreSQL
     cannot store or compare such text, so it would otherwise fail as a 500 at the first
-    lookup. Bodies are checked by the request models (``RequestBody``)."""
+    lookup. Also to a query parameter given more than once: every parameter of this API is
+    a single value, and quietly keeping the last of several would act on a request the
+    schema does not describe. Bodies are checked by the request models (``RequestBody``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            field = _nul_field(scope)
-            if field is not None:
+            refusal = _unusable_parameter(scope)
+            if refusal is not None:
+                field, message = refusal
                 await _send_problem(
                     send,
                     422,
@@ -86,20 +89,26 @@ class RejectNulCharacters:
                         "title": "Validation failed",
                         "status": 422,
                         "detail": f"invalid input in {field}",
-                        "errors": [{"field": field, "message": "must not contain NUL characters"}],
+                        "errors": [{"field": field, "message": message}],
                     },
                 )
                 return
         await self.app(scope, receive, send)
 
 
-def _nul_field(scope: Scope) -> str | None:
+def _unusable_parameter(scope: Scope) -> tuple[str, str] | None:
+    """(field, what is wrong with it), or None."""
+    nul = "must not contain NUL characters"
     if "\x00" in scope.get("path", ""):
-        return "path"
+        return "path", nul
     query = scope.get("query_string", b"").decode("latin-1")
+    seen: set[str] = set()
     for name, value in parse_qsl(query, keep_blank_values=True):
         if "\x00" in name or "\x00" in value:
-            return name.replace("\x00", "") or "query"
+            return name.replace("\x00", "") or "query", nul
+        if name in seen:
+            return name, "must be given at most once"
+        seen.add(name)
     return None
 
 
