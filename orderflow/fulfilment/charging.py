@@ -165,8 +165,8 @@ def record_charge_result(session: Session, result: PaymentResult, *, order_id: s
         _record_success(session, order, charge, result, charge_changes, order_changes)
     elif result.status is PaymentStatus.DECLINED:
         _record_decline(
-            session, order, charge, result.decline_code, PAYMENT_DECLINED, charge_changes,
-            order_changes,
+            session, order, charge, result.decline_code,
+            charge_changes=charge_changes, order_changes=order_changes,
         )  # fmt: skip
     elif result.status is PaymentStatus.REQUIRES_ACTION and charge.status != "requires_action":
         update_now(session, charge, status="requires_action", **charge_changes)
@@ -202,7 +202,7 @@ def reject_charge(session: Session, order_id: str, code: str | None) -> None:
     charge = _charge_of(session, order_id, lock=True)
     if charge is None or charge.status in _FINAL:
         return
-    _record_decline(session, order, charge, code or PAYMENT_REJECTED, PAYMENT_REJECTED, {}, {})
+    _record_decline(session, order, charge, code or PAYMENT_REJECTED, reason=PAYMENT_REJECTED)
 
 
 def _record_success(
@@ -244,12 +244,13 @@ def _record_decline(
     order: Order,
     charge: Payment,
     code: str | None,
-    reason: str,
-    charge_changes: dict[str, Any],
-    order_changes: dict[str, Any],
+    reason: str = PAYMENT_DECLINED,
+    *,
+    charge_changes: dict[str, Any] | None = None,
+    order_changes: dict[str, Any] | None = None,
 ) -> None:
-    update_now(session, charge, status="declined", decline_code=code, **charge_changes)
-    unpaid = {**order_changes, "payment_status": OrderPaymentStatus.FAILED.value}
+    update_now(session, charge, status="declined", decline_code=code, **(charge_changes or {}))
+    unpaid = {**(order_changes or {}), "payment_status": OrderPaymentStatus.FAILED.value}
     record_event(
         session,
         order.id,

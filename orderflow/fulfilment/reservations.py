@@ -9,6 +9,12 @@ from orderflow.models import Product, StockReservation, table_of
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 
 
+def take_stock(session: Session, product_id: str, quantity: int) -> bool:
+    """Take ``quantity`` of the product if that many are in stock; the row stays locked."""
+    taken = session.execute(_TAKE, {"product_id": product_id, "quantity": quantity}).first()
+    return taken is not None
+
+
 def give_back_stock(session: Session, lines: list[tuple[str, int]]) -> None:
     """Add (product id, quantity) back to the stock, in the order given."""
     if lines:
@@ -20,7 +26,14 @@ def has_reservations(session: Session, order_id: str) -> bool:
 
 
 _products = table_of(Product)
-#: Built once (compiled and cache-keyed once), as the statements below.
+#: Built once (compiled and cache-keyed once), as the statements below: every line of every
+#: order. Conditional, so stock never goes below zero.
+_TAKE = (
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
+    .values(stock=_products.c.stock - bindparam("quantity"))
+    .returning(_products.c.id)
+)
 _GIVE_BACK = (
     update(_products)
     .where(_products.c.id == bindparam("product_id"))

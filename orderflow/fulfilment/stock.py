@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.outcomes import fail_order
-from orderflow.fulfilment.reservations import give_back_stock, has_reservations
+from orderflow.fulfilment.reservations import give_back_stock, has_reservations, take_stock
 from orderflow.fulfilment.steps import Step, schedule
-from orderflow.models import Order, Product, StockReservation, table_of, update_now
+from orderflow.models import Order, StockReservation, table_of, update_now
 from orderflow.orders.events import SYSTEM_ACTOR, record_event
 from orderflow.orders.lifecycle import lock_order
 from orderflow.orders.state import OrderStatus
@@ -50,8 +50,7 @@ def _take_all_lines(session: Session, order: Order) -> str | None:
     """Reserve every line or none; return the first product that was short."""
     taken: list[tuple[str, int]] = []
     for line in sorted(order.lines, key=lambda line: line.product_id):
-        wanted = {"product_id": line.product_id, "quantity": line.quantity}
-        if session.execute(_TAKE_STOCK, wanted).first() is None:
+        if not take_stock(session, line.product_id, line.quantity):
             give_back_stock(session, taken)
             return line.product_id
         taken.append((line.product_id, line.quantity))
@@ -62,12 +61,5 @@ def _take_all_lines(session: Session, order: Order) -> str | None:
     return None
 
 
-_products = table_of(Product)
-# Built once (compiled and cache-keyed once): run for every line of every order.
-_TAKE_STOCK = (
-    update(_products)
-    .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
-    .values(stock=_products.c.stock - bindparam("quantity"))
-    .returning(_products.c.id)
-)
+#: Built once (compiled and cache-keyed once): every order runs it.
 _INSERT_RESERVATIONS = insert(table_of(StockReservation))

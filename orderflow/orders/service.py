@@ -143,9 +143,8 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
 
 
 # Built once (compiled and cache-keyed once): the statements of every order placed.
-_INSERT_ORDER = insert(table_of(Order)).returning(
-    table_of(Order).c.created_at, table_of(Order).c.updated_at
-)
+_orders = table_of(Order)
+_INSERT_ORDER = insert(_orders).returning(_orders.c.created_at, _orders.c.updated_at)
 _INSERT_LINES = insert(table_of(OrderLine))
 _CUSTOMER_FK = "orders_customer_id_fkey"
 _SELECT_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))

@@ -34,22 +34,24 @@ def _backend_of(engine: Engine) -> int:
         return int(connection.scalar(text("SELECT pg_backend_pid()")) or 0)
 
 
-def _kill(pid: int, settings: Settings) -> None:
-    """Terminate ``pid`` from a connection of another engine, as a restart would."""
+def _kill_pooled_connection(engine: Engine, settings: Settings) -> int:
+    """Use ``engine``'s one connection, return it to the pool, then end its server process
+    from another engine, as a restart would; answers that process's id."""
+    pid = _backend_of(engine)
     other = db.make_engine(settings, pool_size=1)
     try:
         with other.connect() as connection:
             assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     finally:
         other.dispose()
+    return pid
 
 
 def test_an_idle_connection_that_died_is_replaced_unseen(
     engine_pinging_after: Callable[[float], Engine], settings: Settings
 ) -> None:
     engine = engine_pinging_after(0.0)
-    dead = _backend_of(engine)
-    _kill(dead, settings)
+    dead = _kill_pooled_connection(engine, settings)
 
     # The ping at checkout finds the connection dead and the pool hands out a new one.
     assert _backend_of(engine) not in (dead, 0)
@@ -59,8 +61,7 @@ def test_a_connection_just_returned_is_not_pinged_and_fails_once(
     engine_pinging_after: Callable[[float], Engine], settings: Settings
 ) -> None:
     engine = engine_pinging_after(3600.0)
-    dead = _backend_of(engine)
-    _kill(dead, settings)
+    dead = _kill_pooled_connection(engine, settings)
 
     # The price of skipping the ping: the first use of a connection that died within the
     # idle window fails (the API answers 503, a task retries) ...
