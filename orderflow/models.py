@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -46,6 +48,19 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+def parameters_for(
+    table: Table, columns: Sequence[str], prefix: str = ""
+) -> dict[str, BindParameter[Any]]:
+    """Bind parameters named ``{prefix}{column}`` for ``columns`` of ``table``, to build an
+    INSERT once that runs beside others in one statement (``prefix`` keeps their names apart;
+    ``with_prefix`` names the values to match)."""
+    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
+
+
+def with_prefix(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    return {prefix + name: value for name, value in row.items()}
 
 
 def update_now(session: Session, row: Base, **changes: Any) -> None:

@@ -9,11 +9,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, text, update
+from sqlalchemy import Insert, bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from orderflow.logging import current_request_id
-from orderflow.models import OutboxMessage, table_of
+from orderflow.models import OutboxMessage, parameters_for, table_of
 
 #: Channel the relay LISTENs on. A trigger on the outbox table (migration 0005) notifies it
 #: on every insert; PostgreSQL delivers the notification only when the transaction commits.
@@ -51,20 +51,34 @@ def taking_over(topics: Collection[str]) -> Iterator[Takeover]:
 
 
 def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[str, Any]) -> None:
-    request_id = current_request_id()
-    if request_id is not None:
-        payload = {**payload, REQUEST_ID_KEY: request_id}
+    message = new_message(topic, order_id, payload)
     statement = _INSERT_MESSAGE
     takeover = _takeover.get()
     if takeover is not None and topic in takeover.topics:
         statement = _INSERT_TAKEN_MESSAGE
-        session.info.setdefault(_TAKEN, []).append((takeover, topic, payload))
-    session.execute(statement, {"topic": topic, "order_id": order_id, "payload": payload})
+        session.info.setdefault(_TAKEN, []).append((takeover, topic, message["payload"]))
+    session.execute(statement, message)
+
+
+def new_message(topic: str, order_id: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """The row of a message, carrying the id of the request that caused it. Written by
+    ``enqueue``, or by ``insert_message`` within a larger statement (never taken over)."""
+    request_id = current_request_id()
+    if request_id is not None:
+        payload = {**payload, REQUEST_ID_KEY: request_id}
+    return {"topic": topic, "order_id": order_id, "payload": payload}
+
+
+def insert_message(prefix: str = "") -> Insert:
+    """The INSERT of a ``new_message`` from parameters named ``{prefix}{column}``."""
+    return insert(_outbox).values(parameters_for(_outbox, _MESSAGE_COLUMNS, prefix))
 
 
 # Built once (compiled and cache-keyed once): every order writes several messages.
-_INSERT_MESSAGE = insert(table_of(OutboxMessage))
-_INSERT_TAKEN_MESSAGE = insert(table_of(OutboxMessage)).values(dispatched_at=func.now(), attempts=1)
+_outbox = table_of(OutboxMessage)
+_MESSAGE_COLUMNS = ("topic", "order_id", "payload")
+_INSERT_MESSAGE = insert_message()
+_INSERT_TAKEN_MESSAGE = _INSERT_MESSAGE.values(dispatched_at=func.now(), attempts=1)
 
 
 #: ``Session.info`` key: messages taken over in the session's open transaction.
