@@ -210,7 +210,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                             bodies,
                             level,
                             args,
-                            run=f"{target.name}{level}",
+                            run=f"{target.name}{level}-{number}",
                         )
                     summary = summarise(figures)
                     if summary["not_created"]:

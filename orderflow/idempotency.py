@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text
+from psycopg.errors import UniqueViolation
+from sqlalchemy import ColumnClause, and_, bindparam, delete, func, insert, literal_column, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orderflow.errors import BadRequest, IdempotencyKeyInFlight, IdempotencyKeyReused
@@ -47,46 +49,72 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 def claim(
     session: Session, user_id: str, key: str, request_fingerprint: str, ttl_hours: int
 ) -> StoredResponse | None:
-    """Lock the key for this transaction; return the stored answer if there is one."""
-    locked = session.scalar(_TRY_LOCK, {"scope": f"idempotency:{user_id}:{key}"})
-    if not locked:
+    """Lock the key for this transaction and return the stored answer if there is one, in
+    one statement. Its read sees the snapshot taken as the statement began: a request under
+    the same key that commits in the instant between that and the lock is missed, and its
+    stored answer then refuses this one's in ``remember`` (409, as for one still running)."""
+    found = session.execute(
+        _CLAIM, {"scope": f"idempotency:{user_id}:{key}", "user_id": user_id, "key": key}
+    ).one()
+    if not found.locked:
         raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still in progress")
-    stored = session.scalar(_SELECT_KEY, {"user_id": user_id, "key": key})
-    if stored is None:
+    if found.id is None:
         return None
-    if stored.created_at < datetime.now(UTC) - timedelta(hours=ttl_hours):
-        session.delete(stored)
-        session.flush()
+    if found.created_at < datetime.now(UTC) - timedelta(hours=ttl_hours):
+        session.execute(_DELETE_KEY, {"id": found.id})
         return None
-    if stored.request_fingerprint != request_fingerprint:
+    if found.request_fingerprint != request_fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request body; use a new key"
         )
-    return StoredResponse(stored.response_status, stored.response_body, stored.response_location)
+    return StoredResponse(found.response_status, found.response_body, found.response_location)
 
 
 def remember(
     session: Session, user_id: str, key: str, request_fingerprint: str, response: StoredResponse
 ) -> None:
-    session.execute(
-        _INSERT_KEY,
-        {
-            "user_id": user_id,
-            "key": key,
-            "request_fingerprint": request_fingerprint,
-            "response_status": response.status,
-            "response_body": response.body,
-            "response_location": response.location,
-        },
+    try:
+        session.execute(
+            _INSERT_KEY,
+            {
+                "user_id": user_id,
+                "key": key,
+                "request_fingerprint": request_fingerprint,
+                "response_status": response.status,
+                "response_body": response.body,
+                "response_location": response.location,
+            },
+        )
+    except IntegrityError as error:
+        if isinstance(error.orig, UniqueViolation) and (
+            error.orig.diag.constraint_name == _CALLER_KEY_UNIQUE
+        ):
+            raise IdempotencyKeyInFlight(
+                "a request with this Idempotency-Key has just been answered; retry to get "
+                "its answer"
+            ) from None
+        raise
+
+
+# Built once (compiled and cache-keyed once): every order placed with a key runs them.
+_keys = table_of(IdempotencyKey)
+_CALLER_KEY_UNIQUE = "idempotency_keys_caller_key"
+_ZERO: ColumnClause[int] = literal_column("0")
+#: The lock (a volatile function, run once for the one row) and the key's row if any.
+_CLAIM = select(
+    func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("scope"), _ZERO)).label(
+        "locked"
+    ),
+    *_keys.c,
+).select_from(
+    select(_ZERO.label("one"))
+    .subquery("one")
+    .outerjoin(
+        _keys, and_(_keys.c.user_id == bindparam("user_id"), _keys.c.key == bindparam("key"))
     )
-
-
-# Built once (compiled and cache-keyed once): every order placed with a key runs all three.
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0))")
-_SELECT_KEY = select(IdempotencyKey).where(
-    IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
 )
-_INSERT_KEY = insert(table_of(IdempotencyKey))
+_DELETE_KEY = delete(_keys).where(_keys.c.id == bindparam("id"))
+_INSERT_KEY = insert(_keys)
 
 
 def purge_expired(session: Session, ttl_hours: int) -> int:

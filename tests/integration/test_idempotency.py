@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
+from orderflow import idempotency
 from orderflow.db import Database
-from orderflow.models import Order, OutboxMessage, Product, User
+from orderflow.errors import IdempotencyKeyInFlight
+from orderflow.models import IdempotencyKey, Order, OutboxMessage, Product, User
 from tests.conftest import order_body
 
 
@@ -115,3 +119,40 @@ def test_an_admin_ordering_for_a_customer_has_keys_of_their_own(
     assert on_behalf.status_code == own.status_code == 201
     assert on_behalf.json()["id"] != own.json()["id"]
     assert _count(database, Order) == 2
+
+
+def test_an_expired_key_is_forgotten_and_acts_again(
+    customer: httpx.Client, make_product: Callable[..., Product], database: Database
+) -> None:
+    product = make_product()
+    first = _post(customer, "old-key", order_body((product.id, 1)))
+    with database.unit_of_work() as session:
+        session.execute(update(IdempotencyKey).values(created_at=func.now() - timedelta(hours=25)))
+    again = _post(customer, "old-key", order_body((product.id, 2)))
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    assert _count(database, Order) == 2
+    assert _count(database, IdempotencyKey) == 1
+
+
+def test_an_answer_stored_between_the_claims_snapshot_and_its_lock_refuses_the_late_one(
+    client_user: User, database: Database
+) -> None:
+    """The claim reads the key in the statement that takes its lock, so it can miss an answer
+    committed in that instant; the unique (caller, key) then refuses the late request's own
+    answer with 409 (its transaction is rolled back), and a retry replays the first."""
+    answer = idempotency.StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first")
+    late = database.session()
+    try:
+        assert idempotency.claim(late, client_user.id, "k", "f" * 64, ttl_hours=24) is None
+        with database.unit_of_work() as first:
+            idempotency.remember(first, client_user.id, "k", "f" * 64, answer)
+        with pytest.raises(IdempotencyKeyInFlight):
+            idempotency.remember(late, client_user.id, "k", "f" * 64, answer)
+    finally:
+        late.rollback()
+        late.close()
+    with database.unit_of_work() as retry:
+        stored = idempotency.claim(retry, client_user.id, "k", "f" * 64, ttl_hours=24)
+    assert stored == answer
