@@ -10,6 +10,7 @@ import redis.asyncio
 from fastapi import APIRouter, FastAPI
 
 from api import metrics
+from api.deps import install_caller_work
 from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
 from api.problems import install_problem_handlers
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
         rate_limit_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
         install_rate_limits(app.state, rate_limit_redis, settings)
+        install_caller_work(app.state)
         install_order_counters()
         yield
         await rate_limit_redis.aclose()

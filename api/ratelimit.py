@@ -24,7 +24,7 @@ import redis.asyncio
 import structlog
 from fastapi import Depends, Request
 
-from api.deps import ViewerDep
+from api.deps import AccessClaimsDep
 from api.schemas.auth import LoginRequest
 from orderflow import metrics
 from orderflow.auth.service import normalise_email
@@ -146,10 +146,12 @@ async def _limiter(request: Request) -> tuple[RateLimiter, Limits]:
 LimiterDep = Annotated[tuple[RateLimiter, Limits], Depends(_limiter)]
 
 
-async def limit_orders(viewer: ViewerDep, limiter: LimiterDep) -> None:
-    """``POST /orders``: at most ``ORDERFLOW_RATE_LIMIT_ORDERS_PER_CALLER`` a window."""
+async def limit_orders(claims: AccessClaimsDep, limiter: LimiterDep) -> None:
+    """``POST /orders``: at most ``ORDERFLOW_RATE_LIMIT_ORDERS_PER_CALLER`` a window, counted
+    against the user a validly signed token names, before any database work (a token of a
+    session closed since is counted, then refused with 401)."""
     rate_limiter, limits = limiter
-    await rate_limiter.hit(limits.orders_per_caller, viewer.user_id)
+    await rate_limiter.hit(limits.orders_per_caller, claims.user_id)
 
 
 async def limit_logins(

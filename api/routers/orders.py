@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from api.deps import (
     DEFAULT_PAGE_LIMIT,
+    CallerWorkDep,
     Limit,
     Offset,
     SessionDep,
@@ -22,6 +25,7 @@ from orderflow.fulfilment.invoicing import invoice_pdf
 from orderflow.models import Order
 from orderflow.orders import service as orders
 from orderflow.orders.events import list_events
+from orderflow.orders.service import Viewer
 from orderflow.orders.state import OrderStatus
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -66,24 +70,40 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
     responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409, 429),
     dependencies=[OrderRateLimit],
 )
-def place_order(
+async def place_order(
     body: OrderCreate,
-    viewer: ViewerDep,
-    session: SessionDep,
+    work: CallerWorkDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
+    ttl_hours = settings.idempotency_key_ttl_hours
+    placement = await work.run(functools.partial(_place, body, idempotency_key, ttl_hours))
+    headers = {"Location": placement.response.location or ""}
+    if placement.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(placement.response.body, placement.response.status, headers=headers)
+
+
+def _place(
+    body: OrderCreate,
+    idempotency_key: str | None,
+    ttl_hours: int,
+    session: Session,
+    viewer: Viewer,
+) -> orders.Placement:
+    """Authorise and place, in the caller's unit of work (``CallerWork``)."""
     customer_id = body.customer_id or viewer.user_id
     if customer_id != viewer.user_id and not viewer.is_admin:
         raise Forbidden("only admins may place an order for another customer")
     request = None
     if idempotency_key is not None:
-        idempotency.check_key(idempotency_key)
         request = orders.IdempotentRequest(
             caller_id=viewer.user_id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
-            ttl_hours=settings.idempotency_key_ttl_hours,
+            ttl_hours=ttl_hours,
         )
     command = orders.PlaceOrder(
         customer_id=customer_id,
@@ -91,11 +111,7 @@ def place_order(
         shipping_address=body.shipping_address.model_dump(mode="json"),
         payment_method=body.payment_method,
     )
-    placement = orders.place_order_idempotently(session, command, request, _render_created)
-    headers = {"Location": placement.response.location or ""}
-    if placement.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(placement.response.body, placement.response.status, headers=headers)
+    return orders.place_order_idempotently(session, command, request, _render_created)
 
 
 @router.get("", response_model=ListPage[OrderOut], responses=problem_responses(401))

@@ -84,7 +84,17 @@ class Caller:
 def identify(session: Session, settings: Settings, access_token: str) -> Caller:
     """The caller behind a valid access token whose session is still open: one indexed read
     of plain columns, the cost every authenticated request pays."""
-    claims = tokens.read_access_token(settings.jwt_secret.get_secret_value(), access_token)
+    return caller_of(session, read_claims(settings, access_token))
+
+
+def read_claims(settings: Settings, access_token: str) -> tokens.AccessClaims:
+    """The claims of an access token whose signature and expiry are good; no database read,
+    so the session may since have been closed (``caller_of`` checks)."""
+    return tokens.read_access_token(settings.jwt_secret.get_secret_value(), access_token)
+
+
+def caller_of(session: Session, claims: tokens.AccessClaims) -> Caller:
+    """The caller behind ``claims`` if their session is still open."""
     row = session.execute(
         _SELECT_CALLER, {"user_id": claims.user_id, "session_id": claims.session_id}
     ).first()

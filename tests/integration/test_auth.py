@@ -10,11 +10,12 @@ from collections.abc import Callable
 import httpx
 import jwt
 import pytest
+from sqlalchemy import func, select
 
 from orderflow.db import Database
-from orderflow.models import User
+from orderflow.models import Order, Product, User
 from orderflow.settings import Settings
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, order_body
 
 
 def _register(
@@ -101,6 +102,22 @@ def test_logout_revokes_the_access_token(api: httpx.Client) -> None:
         api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code
         == 401
     )
+
+
+def test_the_token_of_a_closed_session_places_no_order(
+    api: httpx.Client, make_product: Callable[..., Product], database: Database
+) -> None:
+    """``POST /orders`` checks the session with its work, in one hand-off (``CallerWork``)."""
+    product = make_product()
+    _register(api)
+    tokens = _login(api, "jane@example.com").json()
+    api.cookies.clear()
+    assert api.post("/auth/logout", headers=_bearer(tokens)).status_code == 204
+    answer = api.post("/orders", json=order_body((product.id, 1)), headers=_bearer(tokens))
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    with database.unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
 
 
 def test_password_change_closes_other_sessions(api: httpx.Client) -> None:
