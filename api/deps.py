@@ -56,14 +56,17 @@ async def get_session(
     session = database.session()
     try:
         yield session
-    except OrderflowError as error:
-        await _end_in_thread(session, commit=error.keeps_changes)
-        raise
-    except BaseException:
-        await _end_in_thread(session, commit=False)
+    except BaseException as error:
+        await _end_in_thread(session, commit=_keeps_changes(error))
         raise
     else:
         await _end_in_thread(session, commit=True)
+
+
+def _keeps_changes(error: BaseException) -> bool:
+    """Whether a request that ended with ``error`` still commits: only an error that says
+    its changes must stay."""
+    return isinstance(error, OrderflowError) and error.keeps_changes
 
 
 async def _end_in_thread(session: Session, *, commit: bool) -> None:
@@ -81,11 +84,8 @@ def _run_in_unit(session: Session, work: Callable[[Session], T]) -> T:
     error unless the error says its changes must stay (as ``get_session``)."""
     try:
         result = work(session)
-    except OrderflowError as error:
-        _end(session, commit=error.keeps_changes)
-        raise
-    except BaseException:
-        _end(session, commit=False)
+    except BaseException as error:
+        _end(session, commit=_keeps_changes(error))
         raise
     _end(session, commit=True)
     return result
@@ -149,7 +149,10 @@ AdminUser = Annotated[User, Depends(admin_user)]
 
 def viewer_of(session: SessionDep, settings: SettingsDep, token: AccessToken) -> Viewer:
     """The caller as the order services see them; reads no more of the user than the role."""
-    caller = auth.identify(session, settings, token)
+    return _viewer(auth.identify(session, settings, token))
+
+
+def _viewer(caller: auth.Caller) -> Viewer:
     return Viewer(user_id=caller.user_id, is_admin=caller.role == auth.ADMIN)
 
 
@@ -185,11 +188,10 @@ class CallerWork:
         )
 
     def _in_thread(self, work: Callable[[Session, Viewer], T]) -> T:
-        def as_caller(session: Session) -> T:
-            caller = auth.caller_of(session, self.claims)
-            return work(session, Viewer(caller.user_id, is_admin=caller.role == auth.ADMIN))
-
-        return _run_in_unit(self.database.session(), as_caller)
+        return _run_in_unit(
+            self.database.session(),
+            lambda session: work(session, _viewer(auth.caller_of(session, self.claims))),
+        )
 
 
 def install_caller_work(app_state: Any) -> None:

@@ -112,7 +112,6 @@ def take_batch(session: Session, limit: int) -> list[tuple[int, str, dict[str, A
     return sorted((row.id, row.topic, row.payload) for row in taken)
 
 
-_outbox = table_of(OutboxMessage)
 #: Built once (compiled and cache-keyed once): the relay runs it for every wake-up.
 _TAKE_BATCH = (
     update(_outbox)
