@@ -65,11 +65,21 @@ _CHECKS: dict[str, str] = {
         SELECT o.id, 'status ' || o.status || ', charge ' || coalesce(p.status, 'none')
         FROM orders o LEFT JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
         WHERE o.status IN ('confirmed', 'shipped', 'delivered')
-          AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount <> o.total_amount)""",
+          AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount <> o.total_amount
+               OR p.currency <> o.currency)""",
+    # Every paid order's capture equals its total in its currency. The one exception is an
+    # order the provider captured a wrong amount for: it failed with that reason and its
+    # capture goes back in full (``ended_order_refunded`` checks that it did).
     "captured_money_adds_up": """
-        SELECT o.id, 'captured ' || p.amount || ' for a total of ' || o.total_amount
-        FROM orders o JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
-        WHERE p.status = 'succeeded' AND p.amount <> o.total_amount""",
+        SELECT o.id, 'payment ' || o.payment_status || ', captured '
+               || coalesce(p.amount || ' ' || p.currency, 'nothing') || ' for a total of '
+               || o.total_amount || ' ' || o.currency
+        FROM orders o LEFT JOIN payments p
+          ON p.order_id = o.id AND p.kind = 'charge' AND p.status = 'succeeded'
+        WHERE (o.payment_status = 'paid' OR p.id IS NOT NULL)
+          AND (p.id IS NULL OR p.amount <> o.total_amount OR p.currency <> o.currency)
+          AND NOT (o.failure_reason IS NOT DISTINCT FROM 'payment_amount_mismatch'
+                   AND o.status IN ('failed', 'cancelled'))""",
     "refund_within_capture": """
         SELECT r.order_id, 'refunded ' || r.amount || ' of ' || coalesce(c.amount, 0)
         FROM payments r LEFT JOIN payments c

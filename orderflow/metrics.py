@@ -84,6 +84,13 @@ ORDER_TRANSITIONS = Counter(
     ["from_status", "to_status"],
 )
 
+PAYMENT_ANOMALIES = Counter(
+    "orderflow_payment_anomalies",
+    "Payment reports that did not match the order's charge and changed nothing but the "
+    "record (committed), by reason and by who reported them",
+    ["reason", "reported_by"],
+)
+
 # --- pipeline tasks (workers/signals.py) ----------------------------------------------------
 TASKS = Counter(
     "orderflow_tasks",
@@ -220,11 +227,12 @@ def _payment_outcome(result: PaymentResult) -> str:
 
 # --- order counters, on commit --------------------------------------------------------------
 _NOTED = "orderflow.metrics.order_events"
-_COUNTED_EVENTS = ("order_placed", "status_changed")
+_COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly")
 
 
 def install_order_counters() -> None:
-    """Count orders placed and status changes when their transaction commits. Idempotent;
+    """Count orders placed, status changes and payment anomalies when their transaction
+    commits. Idempotent;
     called at start-up by the API and by every worker process."""
     if event.contains(Session, "after_commit", _count_noted):
         return
@@ -242,6 +250,8 @@ def _count_noted(session: Session) -> None:
     for type_, data in session.info.pop(_NOTED, []):
         if type_ == "order_placed":
             ORDERS_PLACED.labels(str(data.get("currency", ""))).inc()
+        elif type_ == "payment_anomaly":
+            PAYMENT_ANOMALIES.labels(str(data["reason"]), str(data["reported_by"])).inc()
         else:
             ORDER_TRANSITIONS.labels(str(data.get("from", "")), str(data.get("to", ""))).inc()
 

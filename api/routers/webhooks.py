@@ -80,6 +80,7 @@ class _PaymentError(_Inbound):
 class _Intent(_Inbound):
     id: ProviderId
     amount: MinorUnits
+    amount_received: MinorUnits | None = None
     currency: Currency
     metadata: _Metadata | None = None
     last_payment_error: _PaymentError | None = None

@@ -5,11 +5,31 @@ the first marks the charge as processing and fixes its idempotency key, the seco
 the result. Recording is idempotent and never downgrades a final result, so the worker,
 a retry, the reconciler and any number of (re)delivered webhooks may all report the same
 outcome in any order and the order moves once.
+
+**Payments are matched, never assumed.** A report of how a payment went is applied to an
+order only when
+
+1. it is about the order's own PaymentIntent: the one recorded on the order's charge, or,
+   while none is recorded yet, the one the provider returned to *our* call made with the
+   order's charge idempotency key (a webhook about an intent we have not recorded is never
+   applied: the charge step is scheduled to ask the provider with that key instead, and
+   whatever the provider answers is recorded); an intent whose ``metadata.order_id`` names
+   another order is never the order's own; and
+2. for a success, the amount and currency received equal the charge we asked for.
+
+Anything else is a **payment anomaly**: an ``payment_anomaly`` event on the order, a
+warning in the log and ``orderflow_payment_anomalies_total``; nothing else changes. A
+webhook's wrong amount about the order's own intent also makes the charge step ask the
+provider by the recorded id, so a forged or garbled event cannot stall a real payment. A
+success with the wrong amount reported by the provider itself means money really moved:
+the charge is recorded with what was captured, the order fails with
+``payment_amount_mismatch`` and the capture is refunded in full.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -41,7 +61,34 @@ PAYMENT_DECLINED = "payment_declined"
 PAYMENT_REJECTED = "payment_rejected"
 PROVIDER_UNAVAILABLE = "payment_provider_unavailable"
 PROVIDER_MISCONFIGURED = "payment_provider_misconfigured"
+PAYMENT_AMOUNT_MISMATCH = "payment_amount_mismatch"
 _FINAL = ("succeeded", "declined")
+
+
+class Reporter(StrEnum):
+    """Who tells how a payment went. The provider's answer to our own call (a charge made
+    with the order's idempotency key, or a retrieve of the intent we recorded) is the truth;
+    a webhook is a claim, signed by someone able to sign for the account."""
+
+    PROVIDER = "provider"
+    WEBHOOK = "webhook"
+
+
+class ReportOutcome(StrEnum):
+    """What became of a report (the webhook route answers it as ``outcome``)."""
+
+    APPLIED = "applied"
+    #: About an intent not recorded yet: the charge step asks the provider with our key.
+    VERIFYING = "verifying"
+    ANOMALY = "anomaly"
+
+
+class Anomaly(StrEnum):
+    """Why a report was not applied (``reason`` of a ``payment_anomaly`` event)."""
+
+    NO_CHARGE = "no_charge_started"
+    FOREIGN_INTENT = "foreign_intent"
+    AMOUNT_MISMATCH = PAYMENT_AMOUNT_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -112,7 +159,9 @@ def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
         if charge.status == "unavailable":
             update_now(session, charge, status="processing")
         attempt = charge.attempt
-        known_intent_id = charge.provider_id if charge.status == "requires_action" else None
+        # Once an intent is recorded, its current state is asked for by id: replaying the
+        # key would only repeat the provider's first answer.
+        known_intent_id = charge.provider_id or None
     update_now(session, order, payment_status=OrderPaymentStatus.PROCESSING.value)
     return ChargeRequest(
         order_id=order_id,
@@ -134,29 +183,73 @@ def _unfinished_charge_of_ended_order(order: Order, charge: Payment | None) -> C
         amount=Money(charge.amount, charge.currency),
         payment_method=order.payment_method,
         idempotency_key=charge_idempotency_key(order.id, charge.attempt),
-        known_intent_id=charge.provider_id,
+        known_intent_id=charge.provider_id or None,
     )
 
 
-def record_charge_result(session: Session, result: PaymentResult, *, order_id: str) -> None:
-    """Apply what the provider reported about the order's PaymentIntent. Safe to repeat."""
+def record_charge_result(
+    session: Session,
+    result: PaymentResult,
+    *,
+    order_id: str,
+    reporter: Reporter = Reporter.PROVIDER,
+) -> ReportOutcome:
+    """Apply what was reported about the order's PaymentIntent, if it matches (see the
+    module's docstring). Safe to repeat."""
     order = lock_order(session, order_id)
     charge = _charge_of(session, order_id, lock=True)
-    if charge is None:  # a webhook about a charge we never started here
-        charge = Payment(
-            order_id=order_id,
-            kind="charge",
-            status="processing",
-            attempt=1,
-            amount=result.amount.amount,
-            currency=result.amount.currency,
-        )
-        session.add(charge)
+    anomaly = _mismatch(order_id, charge, result, reporter)
+    if anomaly is not None or charge is None:
+        _record_anomaly(session, order, result, reporter, anomaly or Anomaly.NO_CHARGE, charge)
+        return ReportOutcome.ANOMALY
+    if not charge.provider_id and reporter is Reporter.WEBHOOK:
+        if charge.status in _FINAL:
+            _record_anomaly(session, order, result, reporter, Anomaly.FOREIGN_INTENT, charge)
+            return ReportOutcome.ANOMALY
+        log.info("payment report awaits the provider", order_id=order_id, intent=result.intent_id)
+        schedule(session, Step.CHARGE_PAYMENT, order_id)
+        return ReportOutcome.VERIFYING
+    if result.succeeded and result.amount != Money(charge.amount, charge.currency):
+        return _wrong_amount(session, order, charge, result, reporter)
     if charge.status in _FINAL and (
         charge.status == "succeeded" or result.status is not PaymentStatus.SUCCEEDED
     ):
-        return  # already recorded, or a late failure after a success: never downgrade
-    # Written below with the outcome, each row by one UPDATE.
+        return ReportOutcome.APPLIED  # already recorded, or a late failure after a success
+    _apply(session, order, charge, result)
+    return ReportOutcome.APPLIED
+
+
+def _wrong_amount(
+    session: Session, order: Order, charge: Payment, result: PaymentResult, reporter: Reporter
+) -> ReportOutcome:
+    """Rule 2 broken. A webhook's claim changes nothing but makes the charge step ask the
+    provider by the recorded id; the provider's own word is money that moved."""
+    if charge.status == "succeeded":  # recorded already: whatever is claimed now is wrong
+        _record_anomaly(session, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
+        return ReportOutcome.ANOMALY
+    if reporter is Reporter.WEBHOOK:
+        _record_anomaly(session, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
+        schedule(session, Step.CHARGE_PAYMENT, order.id)
+        return ReportOutcome.ANOMALY
+    _record_mismatched_capture(session, order, charge, result)
+    return ReportOutcome.APPLIED
+
+
+def _mismatch(
+    order_id: str, charge: Payment | None, result: PaymentResult, reporter: Reporter
+) -> Anomaly | None:
+    """Rule 1 of the module's docstring: is the report about the order's own intent?"""
+    if charge is None:
+        return Anomaly.NO_CHARGE
+    if result.order_id is not None and result.order_id != order_id:
+        return Anomaly.FOREIGN_INTENT
+    if charge.provider_id and result.intent_id != charge.provider_id:
+        return Anomaly.FOREIGN_INTENT
+    return None
+
+
+def _apply(session: Session, order: Order, charge: Payment, result: PaymentResult) -> None:
+    """Record a matched report. Each row is written by one UPDATE, with the outcome."""
     charge_changes: dict[str, Any] = {"provider_id": result.intent_id}
     order_changes: dict[str, Any] = {}
     if order.payment_intent_id is None:
@@ -182,6 +275,67 @@ def record_charge_result(session: Session, result: PaymentResult, *, order_id: s
         update_now(session, charge, **charge_changes)
         if order_changes:
             update_now(session, order, **order_changes)
+
+
+def _record_anomaly(
+    session: Session,
+    order: Order,
+    result: PaymentResult,
+    reporter: Reporter,
+    reason: Anomaly,
+    charge: Payment | None,
+) -> None:
+    expected = None if charge is None else {"amount": charge.amount, "currency": charge.currency}
+    record_payment_anomaly(
+        session,
+        order.id,
+        reason,
+        reporter,
+        {
+            "payment_intent_id": result.intent_id,
+            "recorded_intent_id": None if charge is None else charge.provider_id,
+            "status": result.status.value,
+            "amount": result.amount.amount,
+            "currency": result.amount.currency,
+            "expected": expected,
+        },
+    )
+
+
+def record_payment_anomaly(
+    session: Session, order_id: str, reason: Anomaly, reporter: Reporter, details: dict[str, Any]
+) -> None:
+    """A report that does not match the order's payments: on the record (an order event,
+    counted in ``orderflow_payment_anomalies_total`` when it commits) and in the log at
+    warning; nothing else changes."""
+    data = {"reason": reason.value, "reported_by": reporter.value, **details}
+    log.warning("payment anomaly", order_id=order_id, **data)
+    record_event(session, order_id, "payment_anomaly", SYSTEM_ACTOR, data)
+
+
+def _record_mismatched_capture(
+    session: Session, order: Order, charge: Payment, result: PaymentResult
+) -> None:
+    """The provider itself captured another amount (or currency) than we asked for: keep
+    what it captured on the record, fail the order and give the money back in full."""
+    _record_anomaly(session, order, result, Reporter.PROVIDER, Anomaly.AMOUNT_MISMATCH, charge)
+    update_now(
+        session,
+        charge,
+        status="succeeded",
+        provider_id=result.intent_id,
+        amount=result.amount.amount,
+        currency=result.amount.currency,
+        decline_code=None,
+    )
+    paid: dict[str, Any] = {"payment_status": OrderPaymentStatus.PAID.value}
+    if order.payment_intent_id is None:
+        paid["payment_intent_id"] = result.intent_id
+    if order.status == OrderStatus.PENDING.value:
+        fail_order(session, order, PAYMENT_AMOUNT_MISMATCH, **paid)
+    else:
+        update_now(session, order, **paid)
+    schedule(session, Step.REFUND_PAYMENT, order.id)
 
 
 def give_up_charge(session: Session, order_id: str, reason: str) -> None:

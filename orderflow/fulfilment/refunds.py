@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
+from orderflow.fulfilment.charging import (
+    Anomaly,
+    Reporter,
+    ReportOutcome,
+    record_payment_anomaly,
+)
 from orderflow.idempotency import refund_idempotency_key
 from orderflow.models import Payment
 from orderflow.money import Money
@@ -71,6 +78,35 @@ def begin_refund(session: Session, order_id: str) -> RefundRequest | None:
         return None
     assert charge.provider_id is not None
     return RefundRequest(order_id, charge.provider_id, Money(refund.amount, refund.currency))
+
+
+def record_refund_report(
+    session: Session, order_id: str, intent_id: str, refund_id: str | None, amount: Money
+) -> ReportOutcome:
+    """A refund the provider announced (``charge.refunded``): recorded only when it is of
+    the order's own captured intent, in its currency and within what was captured;
+    anything else is a payment anomaly and changes nothing."""
+    lock_order(session, order_id)
+    charge = _payment(session, order_id, "charge")
+    if charge is None or charge.status != "succeeded":
+        reason = Anomaly.NO_CHARGE
+    elif charge.provider_id != intent_id:
+        reason = Anomaly.FOREIGN_INTENT
+    elif amount.currency != charge.currency or amount.amount > charge.amount:
+        reason = Anomaly.AMOUNT_MISMATCH
+    else:
+        record_refund(session, order_id, refund_id, amount)
+        return ReportOutcome.APPLIED
+    details: dict[str, Any] = {
+        "payment_intent_id": intent_id,
+        "refund_id": refund_id,
+        "amount": amount.amount,
+        "currency": amount.currency,
+    }
+    if charge is not None:
+        details["captured"] = {"amount": charge.amount, "currency": charge.currency}
+    record_payment_anomaly(session, order_id, reason, Reporter.WEBHOOK, details)
+    return ReportOutcome.ANOMALY
 
 
 def record_refund(session: Session, order_id: str, refund_id: str | None, amount: Money) -> None:

@@ -2,7 +2,9 @@
 
 Each event id is stored the first time it is seen, in the same transaction as its effect, so
 a redelivered event is acknowledged and changes nothing. Effects go through the same
-recording functions the worker uses, which never apply an outcome twice or downgrade one."""
+recording functions the worker uses, which never apply an outcome twice or downgrade one,
+and apply a report only when it matches the order's own charge (``charging``'s rule): an
+event is a claim, whoever signed it."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from orderflow.fulfilment.charging import record_charge_result
-from orderflow.fulfilment.refunds import record_refund
+from orderflow.fulfilment.charging import Reporter, record_charge_result
+from orderflow.fulfilment.refunds import record_refund_report
 from orderflow.models import Order, Payment, WebhookEvent
 from orderflow.money import Money
 from orderflow.payments import PaymentResult, PaymentStatus
@@ -65,13 +67,20 @@ def _apply_intent(
     result = PaymentResult(
         intent_id=intent_id,
         status=_INTENT_OUTCOMES[event.type],
-        amount=Money(int(event.object["amount"]), str(event.object["currency"])),
+        amount=Money(_amount_of(event.object), str(event.object["currency"])),
         decline_code=error.get("decline_code") or error.get("code"),
-        order_id=order_id,
+        order_id=metadata_order_id,  # what the report says, checked against the order
     )
     _mark_event_order(session, event.id, order_id)
-    record_charge_result(session, result, order_id=order_id)
-    return "applied"
+    return record_charge_result(session, result, order_id=order_id, reporter=Reporter.WEBHOOK)
+
+
+def _amount_of(intent: dict[str, Any]) -> int:
+    """What a succeeded intent received (``amount_received``), else what it asks for."""
+    received = intent.get("amount_received")
+    if intent.get("status") == "succeeded" and received is not None:
+        return int(received)
+    return int(intent["amount"])
 
 
 def _apply_refund(session: Session, event: ProviderEvent) -> str:
@@ -83,8 +92,7 @@ def _apply_refund(session: Session, event: ProviderEvent) -> str:
     refunds = (event.object.get("refunds") or {}).get("data") or [{}]
     amount = Money(int(event.object["amount_refunded"]), str(event.object["currency"]))
     _mark_event_order(session, event.id, order_id)
-    record_refund(session, order_id, refunds[0].get("id"), amount)
-    return "applied"
+    return record_refund_report(session, order_id, intent_id, refunds[0].get("id"), amount)
 
 
 def find_order_id(session: Session, intent_id: str, metadata_order_id: str | None) -> str | None:

@@ -145,10 +145,14 @@ def _intent_result(intent: dict[str, Any]) -> PaymentResult:
     if status is PaymentStatus.DECLINED:
         decline_code = _decline_code_of(intent.get("last_payment_error")) or intent.get("status")
     metadata = intent.get("metadata") or {}
+    # A success reports what was received, which the recording side compares with the charge
+    # asked for; anything else reports what was asked.
+    received = intent.get("amount_received")
+    amount = received if status is PaymentStatus.SUCCEEDED and received is not None else None
     return PaymentResult(
         intent_id=str(intent["id"]),
         status=status,
-        amount=Money(int(intent["amount"]), str(intent["currency"])),
+        amount=Money(int(intent["amount"] if amount is None else amount), str(intent["currency"])),
         decline_code=decline_code,
         order_id=metadata.get("order_id"),
         provider_status=intent.get("status"),

@@ -258,6 +258,7 @@ class StripeStub(StubServer):
         self._refunds: dict[str, dict[str, Any]] = {}
         self._saved: dict[str, _Saved] = {}
         self._version = API_VERSION  # of the request being handled (under self.lock)
+        self._captures: int | None = None  # see capture_amount
 
     def reset(self) -> None:
         """Forget all objects, saved idempotent results, recordings and faults."""
@@ -266,6 +267,7 @@ class StripeStub(StubServer):
             self._charges.clear()
             self._refunds.clear()
             self._saved.clear()
+            self._captures = None
         self.reset_requests()
         self.clear_faults()
 
@@ -342,6 +344,13 @@ class StripeStub(StubServer):
                 }
                 intent["payment_method"] = None
             return copy.deepcopy(intent)
+
+    def capture_amount(self, amount: int | None) -> None:
+        """From now on every successful payment captures ``amount`` (``amount_received``)
+        whatever the intent asked for: a provider-side fault no Stripe test card makes, for
+        proving that a wrong capture is refunded, never kept. ``None`` restores the truth."""
+        with self.lock:
+            self._captures = amount
 
     def signed_event(
         self,
@@ -624,9 +633,11 @@ class StripeStub(StubServer):
 
     def _succeed(self, intent: dict[str, Any]) -> None:
         charge = self._new_charge(intent, succeeded=True)
+        if self._captures is not None:
+            charge["amount_captured"] = self._captures
         intent.update(
             status="succeeded",
-            amount_received=intent["amount"],
+            amount_received=charge["amount_captured"],
             latest_charge=charge["id"],
             next_action=None,
         )
