@@ -26,11 +26,13 @@ run: venv
 	$(BIN)/python -m workers.launcher
 
 test: venv
+	$(BIN)/lint-imports
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy orderflow api tasks workers celeryconfig.py
+	$(BIN)/lint-imports
 
 chaos: venv
 	ORDERFLOW_CHAOS_ORDERS=$${ORDERFLOW_CHAOS_ORDERS:-300} $(PYTEST) -v -n $(TEST_WORKERS) tests/chaos

@@ -18,7 +18,6 @@ from api.ratelimit import install_rate_limits
 from api.routers import auth, health, orders, products, webhooks
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
-from orderflow.metrics import install_order_counters
 from orderflow.settings import Settings
 from orderflow.startup import check_services, exit_on_config_error, load_settings
 
@@ -48,7 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limit_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
         install_rate_limits(app.state, rate_limit_redis, settings)
         install_caller_work(app.state)
-        install_order_counters()
         yield
         await rate_limit_redis.aclose()
         app.state.redis.close()

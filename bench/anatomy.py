@@ -233,7 +233,9 @@ def _intake(
                 recorder.phase(name) if number >= 5 else contextlib.nullcontext(),
                 database.unit_of_work() as session,
             ):
-                orders.place_order_idempotently(session, command, request, _render_created)
+                viewer = orders.Viewer(seeded.user_ids[1], is_admin=False)
+                orders.place_order_idempotently(session, viewer, command, request, _render_created)
+                session.commit()
     finally:
         database.dispose()
     return ids
@@ -245,9 +247,9 @@ def _pipeline(recorder: Recorder, settings: Any, ids: list[str], scratch: Path) 
     from orderflow.fulfilment.charging import charge_payment
     from orderflow.fulfilment.invoicing import generate_invoice
     from orderflow.fulfilment.notifications import send_email
-    from orderflow.fulfilment.steps import EmailKind
     from orderflow.fulfilment.stock import reserve_stock
     from orderflow.payments import payment_provider_from_settings
+    from orderflow.steps import EmailKind
 
     database = Database(make_engine(settings, pool_size=2))
     provider = payment_provider_from_settings(settings)
@@ -263,6 +265,7 @@ def _pipeline(recorder: Recorder, settings: Any, ids: list[str], scratch: Path) 
             def in_unit(work: Callable[[Any, str], None], order_id: str = order_id) -> None:
                 with database.unit_of_work() as session:
                     work(session, order_id)
+                    session.commit()
 
             step("step 1 reserve_stock", lambda: in_unit(reserve_stock))
             step(
@@ -332,6 +335,7 @@ def _parts(recorder: Recorder, settings: Any, ids: list[str]) -> None:
             assert order is not None
             document = InvoiceDocument.from_order(order, "INV-2099-000001", datetime.now(UTC))
             recorder.time("part: render invoice PDF", lambda: render_pdf(document), 50)
+            session.commit()
     finally:
         database.dispose()
     message = EmailMessage(to="a@example.com", subject="s", text="hello\n" * 20, message_key="k")

@@ -372,6 +372,7 @@ def seed(settings: Settings, users: int, products: int = 5) -> Seeded:
                     for number, product_id in enumerate(product_ids)
                 ],
             )
+            session.commit()
     finally:
         database.dispose()
     secret = settings.jwt_secret.get_secret_value()

@@ -192,7 +192,9 @@ def audit(settings: Settings) -> list[str]:
     database = Database(make_engine(settings, pool_size=1))
     try:
         with database.unit_of_work() as session:
-            return [str(violation) for violation in audit_database(session)]
+            result = [str(violation) for violation in audit_database(session)]
+            session.commit()
+            return result
     finally:
         database.dispose()
 

@@ -11,7 +11,8 @@ from itertools import pairwise
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from orderflow.orders.state import TRANSITIONS, OrderStatus
+from orderflow.orders.state import TRANSITIONS
+from orderflow.statuses import OrderStatus
 
 
 @dataclass(frozen=True)

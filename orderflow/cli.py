@@ -79,6 +79,7 @@ def create_admin() -> None:
         user = ensure_admin(
             session, settings.admin_email, settings.admin_password.get_secret_value()
         )
+        session.commit()
         typer.echo(f"admin {user.email} ({user.id}) is ready")
 
 
@@ -86,7 +87,9 @@ def create_admin() -> None:
 def seed_demo() -> None:
     """Add the demo products that are missing."""
     with _unit_of_work(_settings()) as session:
-        typer.echo(f"{seed_demo_products(session)} demo products created")
+        created = seed_demo_products(session)
+        session.commit()
+    typer.echo(f"{created} demo products created")
 
 
 @app.command()
@@ -149,6 +152,7 @@ def _redrive_all(
                 with database.unit_of_work() as session:
                     if redriving.redrive(session, item):
                         done.append(item)
+                    session.commit()
     finally:
         database.dispose()
     return done

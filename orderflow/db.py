@@ -1,4 +1,5 @@
-"""Engine and unit of work. Services take a Session and never commit: the caller does."""
+"""Engine and unit of work. Services take a Session and never commit: the caller does, by
+saying so (``session.commit()`` at the end of its unit of work)."""
 
 from __future__ import annotations
 
@@ -75,15 +76,13 @@ class Database:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        """Commit when the block ends normally, roll back on any exception."""
+        """A session whose work is kept only if the block calls ``session.commit()``: a block
+        that ends without committing, normally or by an exception, leaves nothing behind."""
         session = self._sessions()
         try:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
         finally:
+            # Rolls back whatever was not committed; the objects read stay usable, detached.
             session.close()
 
     def dispose(self) -> None:

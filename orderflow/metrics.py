@@ -230,22 +230,15 @@ _NOTED = "orderflow.metrics.order_events"
 _COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly")
 
 
-def install_order_counters() -> None:
-    """Count orders placed, status changes and payment anomalies when their transaction
-    commits. Idempotent;
-    called at start-up by the API and by every worker process."""
-    if event.contains(Session, "after_commit", _count_noted):
-        return
-    event.listen(Session, "after_commit", _count_noted)
-    event.listen(Session, "after_rollback", _forget_noted)
-
-
 def note_order_event(session: Session, type_: str, data: dict[str, Any]) -> None:
     """Remember an order event written in the session's transaction; counted at its commit."""
     if type_ in _COUNTED_EVENTS:
         session.info.setdefault(_NOTED, []).append((type_, dict(data)))
 
 
+# Registered at import, as the outbox's hand-over is: whoever writes an order event imports
+# this module, so the counters can never be left out.
+@event.listens_for(Session, "after_commit")
 def _count_noted(session: Session) -> None:
     for type_, data in session.info.pop(_NOTED, []):
         if type_ == "order_placed":
@@ -256,5 +249,6 @@ def _count_noted(session: Session) -> None:
             ORDER_TRANSITIONS.labels(str(data.get("from", "")), str(data.get("to", ""))).inc()
 
 
+@event.listens_for(Session, "after_rollback")
 def _forget_noted(session: Session) -> None:
     session.info.pop(_NOTED, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import cache
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -21,17 +22,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    Update,
     bindparam,
     func,
-    inspect,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from orderflow.event_types import OrderEventType
 from orderflow.money import Money
+from orderflow.statuses import OrderStatus, PaymentKind, PaymentRecordStatus, PaymentStatus
 
 
 class Base(DeclarativeBase):
@@ -63,34 +62,23 @@ def with_prefix(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
     return {prefix + name: value for name, value in row.items()}
 
 
-def update_now(session: Session, row: Base, **changes: Any) -> None:
-    """Write ``changes`` to the loaded (and locked) ``row`` with one UPDATE by primary key,
-    stamping ``updated_at``, and put the written values on the object as loaded. The steps'
-    hot paths write this way instead of through the unit of work, whose flush costs several
-    times the statement, and nothing is left for a later flush."""
-    state = inspect(row)
-    if state.identity is None:  # added in this transaction and not written yet
-        session.flush()
-    assert state.identity is not None
-    (key,) = state.identity
-    written = session.execute(_update_by_key(table_of(type(row))), {"row_key": key, **changes})
-    for name, value in {**changes, "updated_at": written.scalar_one()}.items():
-        set_committed_value(row, name, value)
-
-
-@cache
-def _update_by_key(table: Table) -> Update:
-    (key,) = table.primary_key.columns
-    return (
-        update(table)
-        .where(key == bindparam("row_key"))
-        .values(updated_at=func.now())
-        .returning(table.c.updated_at)
-    )
-
-
 def _now_column() -> Mapped[datetime]:
     return mapped_column(server_default=func.now())
+
+
+def _enum_column(vocabulary: type[StrEnum], length: int) -> Mapped[Any]:
+    """A status or type column read and written as its enum (stored as its value, checked
+    by the migration's CHECK constraint)."""
+    return mapped_column(
+        Enum(
+            vocabulary,
+            native_enum=False,
+            create_constraint=False,
+            length=length,
+            validate_strings=True,
+            values_callable=lambda members: [member.value for member in members],
+        )
+    )
 
 
 class User(Base):
@@ -156,8 +144,8 @@ class Order(Base):
     __tablename__ = "orders"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(String(16))
-    payment_status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[OrderStatus] = _enum_column(OrderStatus, 16)
+    payment_status: Mapped[PaymentStatus] = _enum_column(PaymentStatus, 16)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     total_amount: Mapped[int] = mapped_column(BigInteger)
@@ -229,7 +217,7 @@ class OrderEvent(Base):
     __tablename__ = "order_events"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
-    type: Mapped[str] = mapped_column(String(64))
+    type: Mapped[OrderEventType] = _enum_column(OrderEventType, 64)
     data: Mapped[dict[str, Any]]
     actor: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now_column()
@@ -290,8 +278,8 @@ class Payment(Base):
     __tablename__ = "payments"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
-    kind: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[PaymentKind] = _enum_column(PaymentKind, 8)
+    status: Mapped[PaymentRecordStatus] = _enum_column(PaymentRecordStatus, 16)
     attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     provider_id: Mapped[str | None] = mapped_column(String(255))
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -1,5 +1,7 @@
 """The transactional outbox: work is written in the same transaction as the change that
-caused it, and a relay moves it onto the broker after commit. No dual writes."""
+caused it, and a relay moves it onto the broker after commit. No dual writes.
+
+This module is the outbox's repository: every statement on the ``outbox`` table is here."""
 
 from __future__ import annotations
 
@@ -50,9 +52,10 @@ def taking_over(topics: Collection[str]) -> Iterator[Takeover]:
         _takeover.reset(token)
 
 
-def enqueue(session: Session, topic: str, order_id: str | None, payload: dict[str, Any]) -> None:
-    message = new_message(topic, order_id, payload)
+def enqueue(session: Session, message: dict[str, Any]) -> None:
+    """Write a message (a ``new_message`` row) in the session's transaction."""
     statement = _INSERT_MESSAGE
+    topic = message["topic"]
     takeover = _takeover.get()
     if takeover is not None and topic in takeover.topics:
         statement = _INSERT_TAKEN_MESSAGE

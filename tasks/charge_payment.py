@@ -3,8 +3,8 @@ from __future__ import annotations
 from celery import Task, shared_task
 
 from orderflow.fulfilment import charging
-from orderflow.fulfilment.steps import Step
 from orderflow.payments import PaymentProviderUnavailable
+from orderflow.steps import Step
 from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 
@@ -21,3 +21,4 @@ def charge_payment(self: Task, order_id: str) -> None:
 def _park(order_id: str) -> None:
     with runtime.database().unit_of_work() as session:
         charging.give_up_charge(session, order_id, charging.PROVIDER_UNAVAILABLE)
+        session.commit()

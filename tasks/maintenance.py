@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 def sweep(self: Task) -> int:
     with runtime.database().unit_of_work() as session:
         work = redrive_stalled(session, runtime.settings().sweep_stall_seconds)
+        session.commit()
     if work:
         log.info("re-drove stalled orders", count=len(work), steps=sorted({w.step for w in work}))
     return len(work)
@@ -28,4 +29,5 @@ def purge(self: Task) -> None:
     with runtime.database().unit_of_work() as session:
         keys = idempotency.purge_expired(session, runtime.settings().idempotency_key_ttl_hours)
         messages = outbox.purge_dispatched(session, older_than_hours=24)
+        session.commit()
     log.info("purged", idempotency_keys=keys, outbox_messages=messages)

@@ -4,8 +4,8 @@ import structlog
 from celery import Task, shared_task
 
 from orderflow.fulfilment.refunds import refund_payment as refund
-from orderflow.fulfilment.steps import Step
 from orderflow.payments import PaymentProviderUnavailable
+from orderflow.steps import Step
 from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 

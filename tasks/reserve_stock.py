@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from orderflow.fulfilment.steps import Step
 from orderflow.fulfilment.stock import reserve_stock as reserve
+from orderflow.steps import Step
 from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS
 
@@ -12,3 +12,4 @@ from tasks.retrying import STEP_OPTIONS
 def reserve_stock(self: Task, order_id: str) -> None:
     with pipeline.continuing(), runtime.database().unit_of_work() as session:
         reserve(session, order_id)
+        session.commit()

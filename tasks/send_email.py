@@ -5,7 +5,7 @@ from celery import Task, shared_task
 
 from orderflow.email import EmailProviderUnavailable
 from orderflow.fulfilment.notifications import send_email as send
-from orderflow.fulfilment.steps import EmailKind, Step
+from orderflow.steps import EmailKind, Step
 from tasks import pipeline, runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 

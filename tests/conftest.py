@@ -131,6 +131,7 @@ def clean_database(
             with database.unit_of_work() as session:
                 session.execute(text("SET LOCAL lock_timeout = '2s'"))
                 session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                session.commit()
             break
         except OperationalError:
             if attempt == 4:
@@ -179,10 +180,12 @@ def make_user(clean_database: Database) -> Callable[..., User]:
     def make(email: str | None = None, role: str = "client", password: str = PASSWORD) -> User:
         with clean_database.unit_of_work() as session:
             if role == "admin":
-                return ensure_admin(session, email or ADMIN_EMAIL, password)
-            return register_user(
-                session, email or f"user-{uuid.uuid4().hex[:8]}@example.com", password, "Test"
-            )
+                user = ensure_admin(session, email or ADMIN_EMAIL, password)
+            else:
+                email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+                user = register_user(session, email, password, "Test")
+            session.commit()
+            return user
 
     return make
 
@@ -197,7 +200,7 @@ def make_product(clean_database: Database) -> Callable[..., Product]:
         sku: str | None = None,
     ) -> Product:
         with clean_database.unit_of_work() as session:
-            return create_product(
+            result = create_product(
                 session,
                 NewProduct(
                     sku=sku or f"SKU-{uuid.uuid4().hex[:10]}",
@@ -207,6 +210,8 @@ def make_product(clean_database: Database) -> Callable[..., Product]:
                     active=active,
                 ),
             )
+            session.commit()
+            return result
 
     return make
 

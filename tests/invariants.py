@@ -21,6 +21,7 @@ def wait_for_rest(database: Database, timeout: float) -> None:
         with database.unit_of_work() as session:
             found = [str(v) for v in audit(session)][:10]
             pending = session.scalar(text("SELECT count(*) FROM orders WHERE status='pending'"))
+            session.commit()
         raise AssertionError(f"not at rest after {timeout} s: {pending} pending; {found}") from None
 
 
@@ -36,7 +37,9 @@ def everything_at_rest(database: Database) -> bool:
                      AND p.status IN ('requires_action', 'unavailable'))"""
             )
         )
-        return moving == 0 and not audit(session)
+        result = moving == 0 and not audit(session)
+        session.commit()
+        return result
 
 
 def assert_promises_kept(
@@ -70,9 +73,11 @@ def assert_promises_kept(
             )
         ).one()
         assert captured == confirmed_total
-        return dict(
+        result = dict(
             session.execute(select(Order.status, func.count()).group_by(Order.status)).all()
         )
+        session.commit()
+        return result
 
 
 def assert_no_double_effects_at_providers(
@@ -82,6 +87,7 @@ def assert_no_double_effects_at_providers(
     was captured and not refunded is what confirmed orders cost, one e-mail per key."""
     with database.unit_of_work() as session:
         orders = session.execute(select(Order.id, Order.status, Order.total_amount)).all()
+        session.commit()
     kept = 0
     for order_id, status, total in orders:
         assert len(stripe.succeeded_charges(order_id)) <= 1, order_id

@@ -23,7 +23,8 @@ from types import FrameType
 from orderflow.embedded.child import kill_group, spawn
 from orderflow.embedded.postgres import EmbeddedPostgres
 from orderflow.embedded.redis import EmbeddedRedis
-from orderflow.settings import ConfigError, Settings, get_settings
+from orderflow.settings import ConfigError, Settings
+from orderflow.startup import load_settings
 
 DATABASE_NAME = "orderflow"
 #: How long children get to finish after SIGTERM (a worker completes its current task).
@@ -197,16 +198,9 @@ def _on_signals(handler: Callable[[int, FrameType | None], None]) -> None:
         signal.signal(sig, handler)
 
 
-def _load_settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as error:  # pydantic's ValidationError, or our ConfigError
-        raise ConfigError(str(error)) from None
-
-
 def _start(supervisor: Supervisor, stack: ExitStack) -> None:
     """Everything up to the banner; what is started is registered on ``stack`` to stop."""
-    settings = _load_settings()
+    settings = load_settings()
     _check_ports_free(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     embedded = _services(settings, stack)

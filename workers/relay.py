@@ -41,6 +41,7 @@ def relay_once(database: Database) -> int:
         for _, topic, payload in batch:
             kwargs, headers = outbox.task_call(payload)
             publish(topic, kwargs, headers)
+        session.commit()
     return len(batch)
 
 

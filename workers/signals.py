@@ -24,10 +24,10 @@ from celery.signals import (
 )
 
 from orderflow import metrics
-from orderflow.fulfilment.steps import Step
 from orderflow.logging import REQUEST_ID, configure_logging
 from orderflow.settings import get_settings
 from orderflow.startup import check_services, exit_on_config_error
+from orderflow.steps import Step
 from tasks import runtime
 from tasks.reporting import task_finished
 from workers import metrics as worker_metrics
@@ -84,7 +84,6 @@ def _serve_metrics(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_process(**_: Any) -> None:
     runtime.reset()
-    metrics.install_order_counters()
 
 
 @worker_process_shutdown.connect

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import NON_BLANK, RequestBody, WholeNumber
 from orderflow.models import Order, OrderEvent
-from orderflow.orders.state import OrderStatus, PaymentStatus
+from orderflow.statuses import OrderStatus, PaymentStatus
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
 OptionalText = Annotated[str, Field(max_length=200)] | None

@@ -8,11 +8,8 @@ message. Open the files with any mail client, or read them back with :meth:`read
 
 from __future__ import annotations
 
-import contextlib
 import email.policy
-import os
 import re
-import tempfile
 from email.header import Header
 from email.message import EmailMessage as MimeMessage
 from email.message import Message
@@ -23,6 +20,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from orderflow.email.sender import EmailMessage, message_digest, message_id_header
+from orderflow.files import write_atomically
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _READABLE_PART_MAX = 80
@@ -89,7 +87,7 @@ class LocalEmailSender:
     def send(self, message: EmailMessage) -> str:
         self._dir.mkdir(parents=True, exist_ok=True)
         data = build_mime(message, self._from).as_bytes(policy=SMTP_COMPAT32)
-        _atomic_write(self.path_for(message.message_key), data)
+        write_atomically(self.path_for(message.message_key), data)
         return f"local_{message_digest(message.message_key)}"
 
     def read(self, message_key: str) -> MimeMessage | None:
@@ -104,17 +102,3 @@ class LocalEmailSender:
 
     def sent_files(self) -> list[Path]:
         return sorted(self._dir.glob("*.eml")) if self._dir.exists() else []
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml.part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

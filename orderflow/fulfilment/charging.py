@@ -33,27 +33,25 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
-from orderflow.fulfilment.outcomes import confirm_order, fail_order
+from orderflow.event_types import OrderEventType
+from orderflow.fulfilment.moves import confirm_order, fail_order
 from orderflow.fulfilment.reservations import has_reservations
-from orderflow.fulfilment.steps import Step, schedule
 from orderflow.idempotency import charge_idempotency_key
-from orderflow.models import Order, Payment, table_of, update_now
+from orderflow.models import Order, Payment
 from orderflow.money import Money
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus
-from orderflow.orders.state import PaymentStatus as OrderPaymentStatus
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.payments import (
+    IntentStatus,
     PaymentProvider,
     PaymentProviderMisconfigured,
     PaymentRejected,
     PaymentResult,
-    PaymentStatus,
 )
+from orderflow.statuses import OrderStatus, PaymentRecordStatus, PaymentStatus
+from orderflow.steps import Step, schedule
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +60,10 @@ PAYMENT_REJECTED = "payment_rejected"
 PROVIDER_UNAVAILABLE = "payment_provider_unavailable"
 PROVIDER_MISCONFIGURED = "payment_provider_misconfigured"
 PAYMENT_AMOUNT_MISMATCH = "payment_amount_mismatch"
-_FINAL = ("succeeded", "declined")
+
+
+#: A charge the provider may still be working on.
+_IN_FLIGHT = (PaymentRecordStatus.PROCESSING, PaymentRecordStatus.REQUIRES_ACTION)
 
 
 class Reporter(StrEnum):
@@ -106,6 +107,7 @@ def charge_payment(database: Database, provider: PaymentProvider, order_id: str)
     for the caller to retry; everything else ends in a recorded outcome."""
     with database.unit_of_work() as session:
         request = begin_charge(session, order_id)
+        session.commit()
     if request is None:
         return
     try:
@@ -122,47 +124,41 @@ def charge_payment(database: Database, provider: PaymentProvider, order_id: str)
         log.error("payment provider refused our credentials", order_id=order_id, code=error.code)
         with database.unit_of_work() as session:
             give_up_charge(session, order_id, PROVIDER_MISCONFIGURED)
+            session.commit()
         return
     except PaymentRejected as error:
         log.warning("payment rejected by provider", order_id=order_id, code=error.code)
         with database.unit_of_work() as session:
             reject_charge(session, order_id, error.code)
+            session.commit()
         return
     with database.unit_of_work() as session:
         record_charge_result(session, result, order_id=order_id)
+        session.commit()
 
 
 def begin_charge(session: Session, order_id: str) -> ChargeRequest | None:
     """Decide whether the order needs a provider call now, and with which key."""
-    order = lock_order(session, order_id)
-    charge = _charge_of(session, order_id)
-    if order.status != OrderStatus.PENDING.value:
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id)
+    if order.status != OrderStatus.PENDING:
         return _unfinished_charge_of_ended_order(order, charge)
     if not has_reservations(session, order_id):
         return None
     if charge is None:
         attempt, known_intent_id = 1, None
-        session.execute(
-            _INSERT_CHARGE,
-            {
-                "order_id": order_id,
-                "kind": "charge",
-                "status": "processing",
-                "attempt": attempt,
-                "amount": order.total_amount,
-                "currency": order.currency,
-            },
-        )
-    elif charge.status in _FINAL:
+        orders.start_charge(order_id, order.total, attempt)
+    elif charge.status.is_final:
         return None
     else:
-        if charge.status == "unavailable":
-            update_now(session, charge, status="processing")
+        if charge.status == PaymentRecordStatus.UNAVAILABLE:
+            orders.update_payment(charge, status=PaymentRecordStatus.PROCESSING)
         attempt = charge.attempt
         # Once an intent is recorded, its current state is asked for by id: replaying the
         # key would only repeat the provider's first answer.
         known_intent_id = charge.provider_id or None
-    update_now(session, order, payment_status=OrderPaymentStatus.PROCESSING.value)
+    orders.update(order, payment_status=PaymentStatus.PROCESSING)
     return ChargeRequest(
         order_id=order_id,
         amount=order.total,
@@ -176,7 +172,7 @@ def _unfinished_charge_of_ended_order(order: Order, charge: Payment | None) -> C
     """An order cancelled (or failed) while its charge was in flight: ask the provider how that
     charge ended, by the intent if we know it, else by replaying the same key, so a capture
     the worker never recorded is found and refunded instead of kept."""
-    if charge is None or charge.status not in ("processing", "requires_action"):
+    if charge is None or charge.status not in _IN_FLIGHT:
         return None
     return ChargeRequest(
         order_id=order.id,
@@ -196,42 +192,47 @@ def record_charge_result(
 ) -> ReportOutcome:
     """Apply what was reported about the order's PaymentIntent, if it matches (see the
     module's docstring). Safe to repeat."""
-    order = lock_order(session, order_id)
-    charge = _charge_of(session, order_id, lock=True)
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
     anomaly = _mismatch(order_id, charge, result, reporter)
     if anomaly is not None or charge is None:
-        _record_anomaly(session, order, result, reporter, anomaly or Anomaly.NO_CHARGE, charge)
+        _record_anomaly(orders, order, result, reporter, anomaly or Anomaly.NO_CHARGE, charge)
         return ReportOutcome.ANOMALY
     if not charge.provider_id and reporter is Reporter.WEBHOOK:
-        if charge.status in _FINAL:
-            _record_anomaly(session, order, result, reporter, Anomaly.FOREIGN_INTENT, charge)
+        if charge.status.is_final:
+            _record_anomaly(orders, order, result, reporter, Anomaly.FOREIGN_INTENT, charge)
             return ReportOutcome.ANOMALY
         log.info("payment report awaits the provider", order_id=order_id, intent=result.intent_id)
         schedule(session, Step.CHARGE_PAYMENT, order_id)
         return ReportOutcome.VERIFYING
     if result.succeeded and result.amount != Money(charge.amount, charge.currency):
-        return _wrong_amount(session, order, charge, result, reporter)
-    if charge.status in _FINAL and (
-        charge.status == "succeeded" or result.status is not PaymentStatus.SUCCEEDED
+        return _wrong_amount(orders, order, charge, result, reporter)
+    if charge.status.is_final and (
+        charge.status == PaymentRecordStatus.SUCCEEDED or not result.succeeded
     ):
         return ReportOutcome.APPLIED  # already recorded, or a late failure after a success
-    _apply(session, order, charge, result)
+    _apply(orders, order, charge, result)
     return ReportOutcome.APPLIED
 
 
 def _wrong_amount(
-    session: Session, order: Order, charge: Payment, result: PaymentResult, reporter: Reporter
+    orders: OrderRepository,
+    order: Order,
+    charge: Payment,
+    result: PaymentResult,
+    reporter: Reporter,
 ) -> ReportOutcome:
     """Rule 2 broken. A webhook's claim changes nothing but makes the charge step ask the
     provider by the recorded id; the provider's own word is money that moved."""
-    if charge.status == "succeeded":  # recorded already: whatever is claimed now is wrong
-        _record_anomaly(session, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
+    if charge.status == PaymentRecordStatus.SUCCEEDED:  # whatever is claimed now is wrong
+        _record_anomaly(orders, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
         return ReportOutcome.ANOMALY
     if reporter is Reporter.WEBHOOK:
-        _record_anomaly(session, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
-        schedule(session, Step.CHARGE_PAYMENT, order.id)
+        _record_anomaly(orders, order, result, reporter, Anomaly.AMOUNT_MISMATCH, charge)
+        schedule(orders.session, Step.CHARGE_PAYMENT, order.id)
         return ReportOutcome.ANOMALY
-    _record_mismatched_capture(session, order, charge, result)
+    _record_mismatched_capture(orders, order, charge, result)
     return ReportOutcome.APPLIED
 
 
@@ -248,37 +249,42 @@ def _mismatch(
     return None
 
 
-def _apply(session: Session, order: Order, charge: Payment, result: PaymentResult) -> None:
+def _apply(orders: OrderRepository, order: Order, charge: Payment, result: PaymentResult) -> None:
     """Record a matched report. Each row is written by one UPDATE, with the outcome."""
     charge_changes: dict[str, Any] = {"provider_id": result.intent_id}
     order_changes: dict[str, Any] = {}
     if order.payment_intent_id is None:
         order_changes["payment_intent_id"] = result.intent_id
-    if result.status is PaymentStatus.SUCCEEDED:
-        _record_success(session, order, charge, result, charge_changes, order_changes)
-    elif result.status is PaymentStatus.DECLINED:
+    if result.status is IntentStatus.SUCCEEDED:
+        _record_success(orders, order, charge, result, charge_changes, order_changes)
+    elif result.status is IntentStatus.DECLINED:
         _record_decline(
-            session, order, charge, result.decline_code,
+            orders, order, charge, result.decline_code,
             charge_changes=charge_changes, order_changes=order_changes,
         )  # fmt: skip
-    elif result.status is PaymentStatus.REQUIRES_ACTION and charge.status != "requires_action":
-        update_now(session, charge, status="requires_action", **charge_changes)
-        update_now(session, order, **order_changes)
-        record_event(
-            session,
+    elif (
+        result.status is IntentStatus.REQUIRES_ACTION
+        and charge.status != PaymentRecordStatus.REQUIRES_ACTION
+    ):
+        orders.update_payment(charge, status=PaymentRecordStatus.REQUIRES_ACTION, **charge_changes)
+        if order_changes:
+            orders.update(order, **order_changes)
+        else:
+            orders.touch(order)
+        orders.record_event(
             order.id,
-            "payment_requires_action",
+            OrderEventType.PAYMENT_REQUIRES_ACTION,
             SYSTEM_ACTOR,
             {"payment_intent_id": result.intent_id},
         )
     else:
-        update_now(session, charge, **charge_changes)
+        orders.update_payment(charge, **charge_changes)
         if order_changes:
-            update_now(session, order, **order_changes)
+            orders.update(order, **order_changes)
 
 
 def _record_anomaly(
-    session: Session,
+    orders: OrderRepository,
     order: Order,
     result: PaymentResult,
     reporter: Reporter,
@@ -287,7 +293,7 @@ def _record_anomaly(
 ) -> None:
     expected = None if charge is None else {"amount": charge.amount, "currency": charge.currency}
     record_payment_anomaly(
-        session,
+        orders,
         order.id,
         reason,
         reporter,
@@ -303,80 +309,83 @@ def _record_anomaly(
 
 
 def record_payment_anomaly(
-    session: Session, order_id: str, reason: Anomaly, reporter: Reporter, details: dict[str, Any]
+    orders: OrderRepository,
+    order_id: str,
+    reason: Anomaly,
+    reporter: Reporter,
+    details: dict[str, Any],
 ) -> None:
     """A report that does not match the order's payments: on the record (an order event,
     counted in ``orderflow_payment_anomalies_total`` when it commits) and in the log at
     warning; nothing else changes."""
     data = {"reason": reason.value, "reported_by": reporter.value, **details}
     log.warning("payment anomaly", order_id=order_id, **data)
-    record_event(session, order_id, "payment_anomaly", SYSTEM_ACTOR, data)
+    orders.record_event(order_id, OrderEventType.PAYMENT_ANOMALY, SYSTEM_ACTOR, data)
 
 
 def _record_mismatched_capture(
-    session: Session, order: Order, charge: Payment, result: PaymentResult
+    orders: OrderRepository, order: Order, charge: Payment, result: PaymentResult
 ) -> None:
     """The provider itself captured another amount (or currency) than we asked for: keep
     what it captured on the record, fail the order and give the money back in full."""
-    _record_anomaly(session, order, result, Reporter.PROVIDER, Anomaly.AMOUNT_MISMATCH, charge)
-    update_now(
-        session,
+    _record_anomaly(orders, order, result, Reporter.PROVIDER, Anomaly.AMOUNT_MISMATCH, charge)
+    orders.update_payment(
         charge,
-        status="succeeded",
+        status=PaymentRecordStatus.SUCCEEDED,
         provider_id=result.intent_id,
         amount=result.amount.amount,
         currency=result.amount.currency,
         decline_code=None,
     )
-    paid: dict[str, Any] = {"payment_status": OrderPaymentStatus.PAID.value}
+    paid: dict[str, Any] = {"payment_status": PaymentStatus.PAID}
     if order.payment_intent_id is None:
         paid["payment_intent_id"] = result.intent_id
-    if order.status == OrderStatus.PENDING.value:
-        fail_order(session, order, PAYMENT_AMOUNT_MISMATCH, **paid)
+    if order.status == OrderStatus.PENDING:
+        fail_order(orders, order, PAYMENT_AMOUNT_MISMATCH, **paid)
     else:
-        update_now(session, order, **paid)
-    schedule(session, Step.REFUND_PAYMENT, order.id)
+        orders.update(order, **paid)
+    schedule(orders.session, Step.REFUND_PAYMENT, order.id)
 
 
 def give_up_charge(session: Session, order_id: str, reason: str) -> None:
     """Retries are exhausted: park the order under a named reason an operator can re-drive.
     The order stays pending with its stock held; ``orderflow redrive`` picks it up."""
-    order = lock_order(session, order_id)
-    charge = _charge_of(session, order_id, lock=True)
-    if order.status != OrderStatus.PENDING.value or charge is None or charge.status in _FINAL:
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
+    if order.status != OrderStatus.PENDING or charge is None or charge.status.is_final:
         return
-    charge.status = "unavailable"
-    order.failure_reason = reason
-    order.updated_at = func.now()
-    record_event(session, order_id, "payment_unavailable", SYSTEM_ACTOR, {"reason": reason})
+    orders.update_payment(charge, status=PaymentRecordStatus.UNAVAILABLE)
+    orders.update(order, failure_reason=reason)
+    orders.record_event(
+        order_id, OrderEventType.PAYMENT_UNAVAILABLE, SYSTEM_ACTOR, {"reason": reason}
+    )
 
 
 def reject_charge(session: Session, order_id: str, code: str | None) -> None:
-    order = lock_order(session, order_id)
-    charge = _charge_of(session, order_id, lock=True)
-    if charge is None or charge.status in _FINAL:
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
+    if charge is None or charge.status.is_final:
         return
-    _record_decline(session, order, charge, code or PAYMENT_REJECTED, reason=PAYMENT_REJECTED)
+    _record_decline(orders, order, charge, code or PAYMENT_REJECTED, reason=PAYMENT_REJECTED)
 
 
 def _record_success(
-    session: Session,
+    orders: OrderRepository,
     order: Order,
     charge: Payment,
     result: PaymentResult,
     charge_changes: dict[str, Any],
     order_changes: dict[str, Any],
 ) -> None:
-    update_now(session, charge, status="succeeded", decline_code=None, **charge_changes)
-    paid = {
-        **order_changes,
-        "payment_status": OrderPaymentStatus.PAID.value,
-        "failure_reason": None,
-    }
-    record_event(
-        session,
+    orders.update_payment(
+        charge, status=PaymentRecordStatus.SUCCEEDED, decline_code=None, **charge_changes
+    )
+    paid = {**order_changes, "payment_status": PaymentStatus.PAID, "failure_reason": None}
+    orders.record_event(
         order.id,
-        "payment_succeeded",
+        OrderEventType.PAYMENT_SUCCEEDED,
         SYSTEM_ACTOR,
         {
             "payment_intent_id": result.intent_id,
@@ -384,17 +393,17 @@ def _record_success(
             "currency": result.amount.currency,
         },
     )
-    if order.status == OrderStatus.PENDING.value:
-        confirm_order(session, order, **paid)
+    if order.status == OrderStatus.PENDING:
+        confirm_order(orders, order, **paid)
     else:
         # Captured after the order was cancelled or failed: the money goes back.
-        update_now(session, order, **paid)
+        orders.update(order, **paid)
         log.warning("payment captured for an order no longer pending", order_id=order.id)
-        schedule(session, Step.REFUND_PAYMENT, order.id)
+        schedule(orders.session, Step.REFUND_PAYMENT, order.id)
 
 
 def _record_decline(
-    session: Session,
+    orders: OrderRepository,
     order: Order,
     charge: Payment,
     code: str | None,
@@ -403,30 +412,17 @@ def _record_decline(
     charge_changes: dict[str, Any] | None = None,
     order_changes: dict[str, Any] | None = None,
 ) -> None:
-    update_now(session, charge, status="declined", decline_code=code, **(charge_changes or {}))
-    unpaid = {**(order_changes or {}), "payment_status": OrderPaymentStatus.FAILED.value}
-    record_event(
-        session,
+    orders.update_payment(
+        charge, status=PaymentRecordStatus.DECLINED, decline_code=code, **(charge_changes or {})
+    )
+    unpaid = {**(order_changes or {}), "payment_status": PaymentStatus.FAILED}
+    orders.record_event(
         order.id,
-        "payment_failed",
+        OrderEventType.PAYMENT_FAILED,
         SYSTEM_ACTOR,
         {"payment_intent_id": charge.provider_id, "decline_code": code},
     )
-    if order.status == OrderStatus.PENDING.value:
-        fail_order(session, order, reason, **unpaid)
+    if order.status == OrderStatus.PENDING:
+        fail_order(orders, order, reason, **unpaid)
     else:
-        update_now(session, order, **unpaid)
-
-
-def _charge_of(session: Session, order_id: str, *, lock: bool = False) -> Payment | None:
-    return session.scalar(_LOCK_CHARGE if lock else _SELECT_CHARGE, {"order_id": order_id})
-
-
-# Built once (compiled and cache-keyed once): every charge reads its payment twice.
-_SELECT_CHARGE = (
-    select(Payment)
-    .where(Payment.order_id == bindparam("order_id"), Payment.kind == "charge")
-    .execution_options(populate_existing=True)
-)
-_LOCK_CHARGE = _SELECT_CHARGE.with_for_update()
-_INSERT_CHARGE = insert(table_of(Payment))
+        orders.update(order, **unpaid)

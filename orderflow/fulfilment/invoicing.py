@@ -9,25 +9,22 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from orderflow.fulfilment.steps import EmailKind, Step, schedule
+from orderflow.event_types import OrderEventType
 from orderflow.invoices.document import InvoiceDocument
 from orderflow.invoices.pdf import render_pdf
-from orderflow.models import Invoice, InvoiceCounter, table_of, update_now
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus
+from orderflow.models import Invoice, InvoiceCounter, table_of
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
+from orderflow.statuses import OrderStatus
+from orderflow.steps import EmailKind, Step, schedule
 
 #: Orders that were paid and are still going to the customer.
-INVOICED_STATUSES = (
-    OrderStatus.CONFIRMED.value,
-    OrderStatus.SHIPPED.value,
-    OrderStatus.DELIVERED.value,
-)
+INVOICED_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
 
 
 def generate_invoice(session: Session, order_id: str) -> None:
     """Issue the invoice, then schedule the confirmation e-mail. Safe to repeat."""
-    order = lock_order(session, order_id)
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
     # The order's invoice number is written with its invoice (the audit checks they agree).
     if order.status not in INVOICED_STATUSES or order.invoice_number is not None:
         return
@@ -46,8 +43,10 @@ def generate_invoice(session: Session, order_id: str) -> None:
             "issued_at": issued_at,
         },
     )
-    update_now(session, order, invoice_number=number)
-    record_event(session, order_id, "invoice_generated", SYSTEM_ACTOR, {"number": number})
+    orders.update(order, invoice_number=number)
+    orders.record_event(
+        order_id, OrderEventType.INVOICE_GENERATED, SYSTEM_ACTOR, {"number": number}
+    )
     schedule(session, Step.SEND_EMAIL, order_id, kind=EmailKind.CONFIRMATION.value)
 
 

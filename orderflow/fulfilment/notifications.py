@@ -11,27 +11,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
 from orderflow.email import EmailMessage, EmailSender
+from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
-from orderflow.fulfilment.steps import EmailKind
 from orderflow.idempotency import email_message_key
 from orderflow.invoices.document import format_money
 from orderflow.models import EmailRecord, Order, User, table_of
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
-from orderflow.orders.state import OrderStatus
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
+from orderflow.statuses import OrderStatus
+from orderflow.steps import EmailKind
 
 #: The statuses that call for each e-mail; an order that moved on is owed the earlier ones.
-EMAIL_STATUSES: dict[EmailKind, tuple[str, ...]] = {
+EMAIL_STATUSES: dict[EmailKind, tuple[OrderStatus, ...]] = {
     EmailKind.CONFIRMATION: INVOICED_STATUSES,
-    EmailKind.SHIPPED: (OrderStatus.SHIPPED.value, OrderStatus.DELIVERED.value),
-    EmailKind.DELIVERED: (OrderStatus.DELIVERED.value,),
-    EmailKind.CANCELLED: (OrderStatus.CANCELLED.value,),
-    EmailKind.FAILED: (OrderStatus.FAILED.value,),
+    EmailKind.SHIPPED: (OrderStatus.SHIPPED, OrderStatus.DELIVERED),
+    EmailKind.DELIVERED: (OrderStatus.DELIVERED,),
+    EmailKind.CANCELLED: (OrderStatus.CANCELLED,),
+    EmailKind.FAILED: (OrderStatus.FAILED,),
 }
 
 #: How long a claim protects a send in progress; past it, the sender is presumed dead (a
@@ -50,6 +51,7 @@ _SUBJECTS = {
 def send_email(database: Database, sender: EmailSender, order_id: str, kind: EmailKind) -> None:
     with database.unit_of_work() as session:
         message = claim_email(session, order_id, kind)
+        session.commit()
     if message is None:
         return
     try:
@@ -57,13 +59,15 @@ def send_email(database: Database, sender: EmailSender, order_id: str, kind: Ema
     except Exception:
         with database.unit_of_work() as session:
             release_claim(session, order_id, kind)  # a retry may send it now
+            session.commit()
         raise
     with database.unit_of_work() as session:
         mark_sent(session, order_id, kind, provider_id)
+        session.commit()
 
 
 def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessage | None:
-    found = session.execute(_ORDER_AND_CUSTOMER, {"order_id": order_id}).first()
+    found = OrderRepository(session).with_customer(order_id)
     if found is None:
         return None
     order, customer = found
@@ -89,7 +93,9 @@ def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str
         _MARK_SENT, {**_email_key(order_id, kind), "provider_message_id": provider_id}
     ).first()
     if marked is not None:  # not marked already, by a retry that raced this one
-        record_event(session, order_id, "email_sent", SYSTEM_ACTOR, {"kind": kind.value})
+        OrderRepository(session).record_event(
+            order_id, OrderEventType.EMAIL_SENT, SYSTEM_ACTOR, {"kind": kind.value}
+        )
 
 
 def _email_key(order_id: str, kind: EmailKind) -> dict[str, str]:
@@ -101,11 +107,6 @@ _this_email = (_emails.c.order_id == bindparam("email_order_id")) & (
     _emails.c.kind == bindparam("email_kind")
 )
 # Built once (compiled and cache-keyed once): every e-mail runs several of them.
-_ORDER_AND_CUSTOMER = (
-    select(Order, User)
-    .join(User, User.id == Order.customer_id)
-    .where(Order.id == bindparam("order_id"))
-)
 _CLAIM_NEW = (
     insert(_emails)
     .values(claimed_at=func.now())

@@ -9,24 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.charging import PROVIDER_MISCONFIGURED, PROVIDER_UNAVAILABLE
-from orderflow.fulfilment.steps import Step, schedule
-from orderflow.fulfilment.sweeper import SWEEP_BATCH, find_stalled_work
-from orderflow.models import Order, Payment
-from orderflow.orders.events import record_event
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus
+from orderflow.fulfilment.sweeper import find_stalled_work
+from orderflow.orders.repository import OrderRepository
+from orderflow.statuses import OrderStatus
+from orderflow.steps import Step, schedule
 
 #: Parking reasons an operator may re-drive once the provider (or its key) is back.
 PARKED_REASONS = (PROVIDER_UNAVAILABLE, PROVIDER_MISCONFIGURED)
 STALLED = "stalled"
 AWAITING_CUSTOMER = "awaiting_customer_action"
 OPERATOR_ACTOR = "operator"
-
-_PENDING = OrderStatus.PENDING.value
 
 
 @dataclass(frozen=True)
@@ -45,13 +41,8 @@ class RedriveItem:
 def find_redrivable(session: Session, older_than: float) -> list[RedriveItem]:
     """Orders parked on a provider failure (whatever their age), then every step owed for
     longer than ``older_than`` seconds. At most one sweep batch of each kind."""
-    parked = session.execute(
-        select(Order.id, Order.failure_reason)
-        .where(Order.status == _PENDING, Order.failure_reason.in_(PARKED_REASONS))
-        .order_by(Order.updated_at)
-        .limit(SWEEP_BATCH)
-    ).all()
-    items = [RedriveItem(order_id, Step.CHARGE_PAYMENT, str(reason)) for order_id, reason in parked]
+    parked = OrderRepository(session).parked(PARKED_REASONS)
+    items = [RedriveItem(order_id, Step.CHARGE_PAYMENT, reason) for order_id, reason in parked]
     for work in find_stalled_work(session, older_than):
         items.append(RedriveItem(work.order_id, work.step, STALLED, dict(work.kwargs)))
     return items
@@ -63,28 +54,21 @@ def redrive(session: Session, item: RedriveItem) -> bool:
     if item.reason != STALLED and not _unpark(session, item):
         return False
     schedule(session, item.step, item.order_id, **item.kwargs)
-    session.execute(update(Order).where(Order.id == item.order_id).values(updated_at=func.now()))
+    OrderRepository(session).touch_all([item.order_id])
     return True
 
 
 def _unpark(session: Session, item: RedriveItem) -> bool:
-    order = lock_order(session, item.order_id)
-    if order.status != _PENDING or order.failure_reason != item.reason:
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(item.order_id)
+    if order.status != OrderStatus.PENDING or order.failure_reason != item.reason:
         return False
-    order.failure_reason = None
+    orders.update(order, failure_reason=None)
     # The charge may be asked for again (same attempt, same idempotency key), and the
     # sweeper may re-drive it again if this message is lost too.
-    session.execute(
-        update(Payment)
-        .where(
-            Payment.order_id == item.order_id,
-            Payment.kind == "charge",
-            Payment.status == "unavailable",
-        )
-        .values(status="processing", updated_at=func.now())
-    )
-    record_event(
-        session, item.order_id, "payment_redriven", OPERATOR_ACTOR, {"reason": item.reason}
+    orders.unpark_charge(item.order_id)
+    orders.record_event(
+        item.order_id, OrderEventType.PAYMENT_REDRIVEN, OPERATOR_ACTOR, {"reason": item.reason}
     )
     return True
 
@@ -92,19 +76,4 @@ def _unpark(session: Session, item: RedriveItem) -> bool:
 def stuck_orders(session: Session, older_than: float) -> dict[str, int]:
     """Pending orders untouched for longer than ``older_than`` seconds, by reason: parked on
     a failure, waiting for the customer to authenticate a payment, or simply stalled."""
-    awaiting = exists().where(
-        Payment.order_id == Order.id,
-        Payment.kind == "charge",
-        Payment.status == "requires_action",
-    )
-    reason = func.coalesce(
-        Order.failure_reason,
-        case((awaiting, literal(AWAITING_CUSTOMER)), else_=literal(STALLED)),
-    )
-    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
-    rows = session.execute(
-        select(reason, func.count())
-        .where(Order.status == _PENDING, Order.updated_at < cutoff)
-        .group_by(reason)
-    ).all()
-    return {str(name): int(count) for name, count in rows}
+    return OrderRepository(session).stuck_counts(older_than, AWAITING_CUSTOMER, STALLED)

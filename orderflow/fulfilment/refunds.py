@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orderflow.db import Database
+from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.charging import (
     Anomaly,
     Reporter,
@@ -17,16 +17,15 @@ from orderflow.fulfilment.charging import (
     record_payment_anomaly,
 )
 from orderflow.idempotency import refund_idempotency_key
-from orderflow.models import Payment
 from orderflow.money import Money
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus, PaymentStatus
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.payments import PaymentProvider, PaymentRejected
+from orderflow.statuses import OrderStatus, PaymentRecordStatus, PaymentStatus
 
 log = structlog.get_logger(__name__)
 
-_REFUNDABLE_ORDERS = (OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)
+_REFUNDABLE_ORDERS = (OrderStatus.CANCELLED, OrderStatus.FAILED)
+_SUCCEEDED = PaymentRecordStatus.SUCCEEDED
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class RefundRequest:
 def refund_payment(database: Database, provider: PaymentProvider, order_id: str) -> None:
     with database.unit_of_work() as session:
         request = begin_refund(session, order_id)
+        session.commit()
     if request is None:
         return
     try:
@@ -57,24 +57,19 @@ def refund_payment(database: Database, provider: PaymentProvider, order_id: str)
         refund_id, amount = result.refund_id, result.amount
     with database.unit_of_work() as session:
         record_refund(session, order_id, refund_id, amount)
+        session.commit()
 
 
 def begin_refund(session: Session, order_id: str) -> RefundRequest | None:
-    order = lock_order(session, order_id)
-    charge = _payment(session, order_id, "charge")
-    if order.status not in _REFUNDABLE_ORDERS or charge is None or charge.status != "succeeded":
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
+    if order.status not in _REFUNDABLE_ORDERS or charge is None or charge.status != _SUCCEEDED:
         return None
-    refund = _payment(session, order_id, "refund")
+    refund = orders.refund_of(order_id)
     if refund is None:
-        refund = Payment(
-            order_id=order_id,
-            kind="refund",
-            status="processing",
-            amount=charge.amount,
-            currency=charge.currency,
-        )
-        session.add(refund)
-    elif refund.status == "succeeded":
+        refund = orders.start_refund(order_id, Money(charge.amount, charge.currency))
+    elif refund.status == _SUCCEEDED:
         return None
     assert charge.provider_id is not None
     return RefundRequest(order_id, charge.provider_id, Money(refund.amount, refund.currency))
@@ -86,9 +81,10 @@ def record_refund_report(
     """A refund the provider announced (``charge.refunded``): recorded only when it is of
     the order's own captured intent, in its currency and within what was captured;
     anything else is a payment anomaly and changes nothing."""
-    lock_order(session, order_id)
-    charge = _payment(session, order_id, "charge")
-    if charge is None or charge.status != "succeeded":
+    orders = OrderRepository(session)
+    orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
+    if charge is None or charge.status != _SUCCEEDED:
         reason = Anomaly.NO_CHARGE
     elif charge.provider_id != intent_id:
         reason = Anomaly.FOREIGN_INTENT
@@ -105,39 +101,27 @@ def record_refund_report(
     }
     if charge is not None:
         details["captured"] = {"amount": charge.amount, "currency": charge.currency}
-    record_payment_anomaly(session, order_id, reason, Reporter.WEBHOOK, details)
+    record_payment_anomaly(orders, order_id, reason, Reporter.WEBHOOK, details)
     return ReportOutcome.ANOMALY
 
 
 def record_refund(session: Session, order_id: str, refund_id: str | None, amount: Money) -> None:
     """Record a refund the provider made; a second report of it changes nothing."""
-    order = lock_order(session, order_id)
-    charge = _payment(session, order_id, "charge")
-    refund = _payment(session, order_id, "refund")
-    if charge is None or charge.status != "succeeded" or (refund and refund.status == "succeeded"):
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    charge = orders.charge_of(order_id, lock=True)
+    refund = orders.refund_of(order_id)
+    if charge is None or charge.status != _SUCCEEDED or (refund and refund.status == _SUCCEEDED):
         return
     if amount.amount > charge.amount:
         raise ValueError(f"refund of {amount} exceeds the {charge.amount} captured")
     if refund is None:
-        refund = Payment(order_id=order_id, kind="refund", currency=charge.currency, amount=0)
-        session.add(refund)
-    refund.status, refund.amount, refund.provider_id = "succeeded", amount.amount, refund_id
-    refund.updated_at = func.now()
-    order.payment_status = PaymentStatus.REFUNDED.value
-    order.updated_at = func.now()
-    record_event(
-        session,
+        refund = orders.start_refund(order_id, amount)
+    orders.update_payment(refund, status=_SUCCEEDED, amount=amount.amount, provider_id=refund_id)
+    orders.update(order, payment_status=PaymentStatus.REFUNDED)
+    orders.record_event(
         order_id,
-        "payment_refunded",
+        OrderEventType.PAYMENT_REFUNDED,
         SYSTEM_ACTOR,
         {"refund_id": refund_id, "amount": amount.amount, "currency": amount.currency},
-    )
-
-
-def _payment(session: Session, order_id: str, kind: str) -> Payment | None:
-    return session.scalar(
-        select(Payment)
-        .where(Payment.order_id == order_id, Payment.kind == kind)
-        .with_for_update()
-        .execution_options(populate_existing=True)
     )

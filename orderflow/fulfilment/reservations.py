@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from orderflow.event_types import OrderEventType
 from orderflow.models import Product, StockReservation, table_of
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 
 
 def take_stock(session: Session, product_id: str, quantity: int) -> bool:
@@ -56,10 +57,9 @@ def release_stock(session: Session, order_id: str) -> int:
     ).all()
     give_back_stock(session, sorted(released))
     if released:
-        record_event(
-            session,
+        OrderRepository(session).record_event(
             order_id,
-            "stock_released",
+            OrderEventType.STOCK_RELEASED,
             SYSTEM_ACTOR,
             {"lines": [{"product_id": p, "quantity": q} for p, q in sorted(released)]},
         )

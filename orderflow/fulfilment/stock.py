@@ -6,13 +6,13 @@ import structlog
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from orderflow.fulfilment.outcomes import fail_order
+from orderflow.event_types import OrderEventType
+from orderflow.fulfilment.moves import fail_order
 from orderflow.fulfilment.reservations import give_back_stock, has_reservations, take_stock
-from orderflow.fulfilment.steps import Step, schedule
-from orderflow.models import Order, StockReservation, table_of, update_now
-from orderflow.orders.events import SYSTEM_ACTOR, record_event
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus
+from orderflow.models import Order, StockReservation, table_of
+from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
+from orderflow.statuses import OrderStatus
+from orderflow.steps import Step, schedule
 
 log = structlog.get_logger(__name__)
 
@@ -27,22 +27,22 @@ def reserve_stock(session: Session, order_id: str) -> None:
     back the lines already taken (their rows stay locked by this transaction, so exactly) and
     fails the order.
     """
-    order = lock_order(session, order_id)
-    if order.status != OrderStatus.PENDING.value or has_reservations(session, order_id):
+    orders = OrderRepository(session)
+    order = orders.lock_for_update(order_id)
+    if order.status != OrderStatus.PENDING or has_reservations(session, order_id):
         return
     short = _take_all_lines(session, order)
     if short is not None:
         log.info("stock short", order_id=order_id, product_id=short)
-        fail_order(session, order, INSUFFICIENT_STOCK, {"product_id": short})
+        fail_order(orders, order, INSUFFICIENT_STOCK, {"product_id": short})
         return
-    record_event(
-        session,
+    orders.record_event(
         order_id,
-        "stock_reserved",
+        OrderEventType.STOCK_RESERVED,
         SYSTEM_ACTOR,
         {"lines": [{"product_id": li.product_id, "quantity": li.quantity} for li in order.lines]},
     )
-    update_now(session, order)
+    orders.touch(order)
     schedule(session, Step.CHARGE_PAYMENT, order_id)
 
 

@@ -2,8 +2,8 @@
 again. This is what makes a flushed or restarted broker harmless: the database says what
 is left to do, the broker is only how it gets there.
 
-Each query reads at most ``SWEEP_BATCH`` ids (about 40 bytes each), so a sweep holds well
-under a megabyte whatever the backlog; what is left is found by the next sweep.
+Each query reads at most one batch of ids (``orders.repository.SWEEP_BATCH``); what is left is
+found by the next sweep. The conditions are named here; the statements are the repository's.
 """
 
 from __future__ import annotations
@@ -12,19 +12,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, update
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.fulfilment.notifications import EMAIL_STATUSES
-from orderflow.fulfilment.steps import EmailKind, Step, schedule
-from orderflow.models import EmailRecord, Invoice, Order, Payment, StockReservation
-from orderflow.orders.state import OrderStatus
+from orderflow.orders.repository import (
+    OrderRepository,
+    all_of,
+    charge_in,
+    email_sent,
+    has_invoice,
+    has_reservation,
+    not_parked,
+    refund_succeeded,
+    status_in,
+)
+from orderflow.statuses import OrderStatus
+from orderflow.statuses import PaymentRecordStatus as Charge
+from orderflow.steps import EmailKind, Step, schedule
 
-SWEEP_BATCH = 500
 DEFAULT_STALL_SECONDS = 30.0
 
-_PENDING = OrderStatus.PENDING.value
+_PENDING = (OrderStatus.PENDING,)
+_ENDED = (OrderStatus.CANCELLED, OrderStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -41,99 +52,53 @@ def redrive_stalled(session: Session, stalled_for: float = DEFAULT_STALL_SECONDS
         schedule(session, item.step, item.order_id, **item.kwargs)
     # Touching the orders makes the next sweeps wait a whole stall period before scheduling
     # them again, so a broker or worker outage does not pile up duplicate messages.
-    session.execute(
-        update(Order)
-        .where(Order.id.in_({item.order_id for item in work}))
-        .values(updated_at=func.now())
-    )
+    OrderRepository(session).touch_all({item.order_id for item in work})
     return work
 
 
 def find_stalled_work(session: Session, stalled_for: float) -> list[Redrive]:
     cutoff = datetime.now(UTC) - timedelta(seconds=stalled_for)
-    stale = Order.updated_at < cutoff
+    orders = OrderRepository(session)
+
+    def owed(step: Step, condition: ColumnElement[bool], **kwargs: Any) -> list[Redrive]:
+        return [Redrive(step, order_id, dict(kwargs)) for order_id in
+                orders.stalled_ids(condition, cutoff)]  # fmt: skip
+
     work = [
-        *_ids(session, Step.RESERVE_STOCK, _pending_unreserved(), stale),
-        *_ids(session, Step.CHARGE_PAYMENT, _pending_reserved_unpaid(), stale),
-        *_ids(session, Step.CHARGE_PAYMENT, _ended_with_charge_in_flight(), stale),
-        *_ids(session, Step.GENERATE_INVOICE, _uninvoiced(), stale),
-        *_ids(session, Step.REFUND_PAYMENT, _unrefunded(), stale),
+        *owed(Step.RESERVE_STOCK, _pending_unreserved()),
+        *owed(Step.CHARGE_PAYMENT, _pending_reserved_unpaid()),
+        *owed(Step.CHARGE_PAYMENT, _ended_with_charge_in_flight()),
+        *owed(Step.GENERATE_INVOICE, all_of(status_in(INVOICED_STATUSES), ~has_invoice())),
+        *owed(Step.REFUND_PAYMENT, _unrefunded()),
     ]
     for kind, statuses in EMAIL_STATUSES.items():
-        owed = and_(Order.status.in_(statuses), _email_unsent(kind))
+        condition = all_of(status_in(statuses), ~email_sent(kind.value))
         if kind is EmailKind.CONFIRMATION:
-            owed = and_(owed, exists().where(Invoice.order_id == Order.id))
-        work += _ids(session, Step.SEND_EMAIL, owed, stale, kind=kind.value)
+            condition = all_of(condition, has_invoice())
+        work += owed(Step.SEND_EMAIL, condition, kind=kind.value)
     return work
 
 
-def _ids(
-    session: Session,
-    step: Step,
-    condition: ColumnElement[bool],
-    stale: ColumnElement[bool] | None,
-    **kwargs: Any,
-) -> list[Redrive]:
-    query = select(Order.id).where(condition)
-    if stale is not None:
-        query = query.where(stale)
-    ids = session.scalars(query.order_by(Order.updated_at).limit(SWEEP_BATCH))
-    return [Redrive(step, order_id, dict(kwargs)) for order_id in ids]
-
-
-def _charge(*statuses: str) -> ColumnElement[bool]:
-    return exists().where(
-        Payment.order_id == Order.id, Payment.kind == "charge", Payment.status.in_(statuses)
-    )
-
-
 def _pending_unreserved() -> ColumnElement[bool]:
-    return and_(
-        Order.status == _PENDING,
-        Order.failure_reason.is_(None),
-        ~exists().where(StockReservation.order_id == Order.id),
-    )
+    return all_of(status_in(_PENDING), not_parked(), ~has_reservation())
 
 
 def _pending_reserved_unpaid() -> ColumnElement[bool]:
     """Pending, stock held, and the charge not final nor parked for an operator. Includes
     orders waiting on a customer action: the charge step asks the provider how they stand,
     which heals a payment that succeeded while its webhook was lost."""
-    return and_(
-        Order.status == _PENDING,
-        Order.failure_reason.is_(None),
-        exists().where(StockReservation.order_id == Order.id),
-        ~_charge("succeeded", "declined", "unavailable"),
+    return all_of(
+        status_in(_PENDING),
+        not_parked(),
+        has_reservation(),
+        ~charge_in(Charge.SUCCEEDED, Charge.DECLINED, Charge.UNAVAILABLE),
     )
 
 
 def _ended_with_charge_in_flight() -> ColumnElement[bool]:
     """Cancelled or failed while a charge was under way: it may have captured money."""
-    return and_(
-        Order.status.in_((OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)),
-        _charge("processing", "requires_action"),
-    )
-
-
-def _uninvoiced() -> ColumnElement[bool]:
-    return and_(Order.status.in_(INVOICED_STATUSES), ~exists().where(Invoice.order_id == Order.id))
+    return all_of(status_in(_ENDED), charge_in(Charge.PROCESSING, Charge.REQUIRES_ACTION))
 
 
 def _unrefunded() -> ColumnElement[bool]:
-    refunded = exists().where(
-        Payment.order_id == Order.id, Payment.kind == "refund", Payment.status == "succeeded"
-    )
-    return and_(
-        Order.status.in_((OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)),
-        _charge("succeeded"),
-        ~refunded,
-    )
-
-
-def _email_unsent(kind: EmailKind) -> ColumnElement[bool]:
-    """No e-mail of ``kind`` was sent: none claimed, or a claim that never finished."""
-    return ~exists().where(
-        EmailRecord.order_id == Order.id,
-        EmailRecord.kind == kind.value,
-        EmailRecord.status == "sent",
-    )
+    return all_of(status_in(_ENDED), charge_in(Charge.SUCCEEDED), ~refund_succeeded())

@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.charging import Reporter, record_charge_result
 from orderflow.fulfilment.refunds import record_refund_report
-from orderflow.models import Order, Payment, WebhookEvent
+from orderflow.models import WebhookEvent
 from orderflow.money import Money
-from orderflow.payments import PaymentResult, PaymentStatus
+from orderflow.orders.repository import OrderRepository
+from orderflow.payments import IntentStatus, PaymentResult
 
 log = structlog.get_logger(__name__)
 
 _INTENT_OUTCOMES = {
-    "payment_intent.succeeded": PaymentStatus.SUCCEEDED,
-    "payment_intent.payment_failed": PaymentStatus.DECLINED,
+    "payment_intent.succeeded": IntentStatus.SUCCEEDED,
+    "payment_intent.payment_failed": IntentStatus.DECLINED,
 }
 
 
@@ -97,15 +97,11 @@ def _apply_refund(session: Session, event: ProviderEvent) -> str:
 
 def find_order_id(session: Session, intent_id: str, metadata_order_id: str | None) -> str | None:
     """By the intent id we recorded, then by the ``metadata.order_id`` we set on it."""
-    by_intent = session.scalar(
-        select(Order.id)
-        .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.kind == "charge"))
-        .where(or_(Order.payment_intent_id == intent_id, Payment.provider_id == intent_id))
-        .limit(1)
-    )
+    orders = OrderRepository(session)
+    by_intent = orders.order_id_for_intent(intent_id)
     if by_intent is not None:
-        return str(by_intent)
-    if metadata_order_id and session.get(Order, metadata_order_id) is not None:
+        return by_intent
+    if metadata_order_id and orders.exists(metadata_order_id):
         return metadata_order_id
     return None
 

@@ -1,4 +1,5 @@
-"""Order use cases of the intake API: place, read, list, change status, cancel."""
+"""Order use cases of the intake API: place, read, list. Moves with consequences (cancel,
+ship, deliver) are the pipeline side's: ``fulfilment.moves``."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.errors import ForeignKeyViolation
-from sqlalchemy import bindparam, column, func, insert, select
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orderflow import idempotency, outbox
-from orderflow.errors import InsufficientStock, NotFound, TransitionNotAllowed, Unprocessable
-from orderflow.fulfilment.reservations import release_stock
-from orderflow.fulfilment.steps import Step, schedule, step_message
+from orderflow import idempotency
+from orderflow.catalogue.service import products_by_id
+from orderflow.errors import Forbidden, InsufficientStock, NotFound, Unprocessable
+from orderflow.event_types import OrderEventType
 from orderflow.ids import new_id
-from orderflow.models import Order, OrderLine, Product, User, parameters_for, table_of, with_prefix
+from orderflow.models import Order, OrderEvent, OrderLine, Product, User
 from orderflow.money import Money
-from orderflow.orders.events import insert_event, new_event
-from orderflow.orders.lifecycle import lock_order, transition
-from orderflow.orders.state import ActorRole, OrderStatus, PaymentStatus
-from orderflow.pagination import Page, paginate
+from orderflow.orders.repository import CUSTOMER_FK, OrderRepository
+from orderflow.orders.state import ActorRole
+from orderflow.pagination import Page
+from orderflow.statuses import OrderStatus, PaymentStatus
+from orderflow.steps import Step, step_message
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,15 @@ class IdempotentRequest:
 
 def place_order_idempotently(
     session: Session,
+    viewer: Viewer,
     command: PlaceOrder,
     request: IdempotentRequest | None,
     render: Callable[[Order], idempotency.StoredResponse],
 ) -> Placement:
-    """Place the order, or replay the answer already given to the same Idempotency-Key."""
+    """Place the order, or replay the answer already given to the same Idempotency-Key.
+    Only an admin places an order for another customer."""
+    if command.customer_id != viewer.user_id and not viewer.is_admin:
+        raise Forbidden("only admins may place an order for another customer")
     if request is not None:
         stored = idempotency.claim(
             session, request.caller_id, request.key, request.fingerprint, request.ttl_hours
@@ -112,70 +116,30 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
     values = {
         "id": order_id,
         "customer_id": command.customer_id,
-        "status": OrderStatus.PENDING.value,
-        "payment_status": PaymentStatus.UNPAID.value,
+        "status": OrderStatus.PENDING,
+        "payment_status": PaymentStatus.UNPAID,
         "currency": currency,
         "subtotal_amount": total.amount,
         "total_amount": total.amount,
         "shipping_address": command.shipping_address,
         "payment_method": command.payment_method,
     }
-    event = new_event(
-        session,
+    orders = OrderRepository(session)
+    event = orders.new_event(
         order_id,
-        "order_placed",
+        OrderEventType.ORDER_PLACED,
         command.customer_id,
         {"total": total.amount, "currency": currency, "lines": len(lines)},
     )
-    parameters = {
-        **with_prefix("order_", values),
-        "lines": [{name: getattr(line, name) for name in _LINE_COLUMNS} for line in lines],
-        **with_prefix("event_", event),
-        **with_prefix("message_", step_message(Step.RESERVE_STOCK, order_id)),
-    }
     try:
-        created_at, updated_at = session.execute(_PLACE_ORDER, parameters).one()
+        stamps = orders.place(values, lines, event, step_message(Step.RESERVE_STOCK, order_id))
     except IntegrityError as error:
         if isinstance(error.orig, ForeignKeyViolation) and (
-            error.orig.diag.constraint_name == _CUSTOMER_FK
+            error.orig.diag.constraint_name == CUSTOMER_FK
         ):
             raise NotFound(f"customer {command.customer_id} does not exist") from None
         raise
-    return Order(**values, created_at=created_at, updated_at=updated_at, lines=lines)
-
-
-# Built once (compiled and cache-keyed once): the statements of every order placed.
-_orders, _order_lines = table_of(Order), table_of(OrderLine)
-_ORDER_COLUMNS = ("id", "customer_id", "status", "payment_status", "currency", "subtotal_amount",
-                  "total_amount", "shipping_address", "payment_method")  # fmt: skip
-_LINE_COLUMNS = ("line_no", "product_id", "sku", "name", "quantity", "unit_price_amount",
-                 "subtotal_amount")  # fmt: skip
-#: The lines arrive as one JSON array (parameter ``lines``), read as rows of typed columns.
-_line_rows = (
-    func.jsonb_to_recordset(bindparam("lines", type_=JSONB))
-    .table_valued(*(column(name, _order_lines.c[name].type) for name in _LINE_COLUMNS))
-    .render_derived(name="line", with_types=True)
-)
-_new_lines = insert(_order_lines).from_select(
-    ["order_id", *_LINE_COLUMNS],
-    # ``order_id`` is the order's own ``id`` parameter (prefix ``order_``).
-    select(bindparam("order_id", type_=_order_lines.c.order_id.type), *_line_rows.c),
-)
-#: The order, its lines, its event and its outbox message in one statement: one round trip
-#: instead of four. Each INSERT is a data-modifying CTE; PostgreSQL runs them all, and
-#: checks the lines' and the event's foreign keys on the order at the statement's end.
-_PLACE_ORDER = select(
-    insert(_orders)
-    .values(parameters_for(_orders, _ORDER_COLUMNS, "order_"))
-    .returning(_orders.c.created_at, _orders.c.updated_at)
-    .cte("placed")
-).add_cte(
-    _new_lines.cte("lines"),
-    insert_event("event_").cte("event"),
-    outbox.insert_message("message_").cte("message"),
-)
-_CUSTOMER_FK = "orders_customer_id_fkey"
-_SELECT_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+    return Order(**values, created_at=stamps.created_at, updated_at=stamps.updated_at, lines=lines)
 
 
 def _priced_lines(items: list[LineRequest], products: dict[str, Product]) -> list[OrderLine]:
@@ -204,7 +168,8 @@ def _priced_lines(items: list[LineRequest], products: dict[str, Product]) -> lis
 
 
 def get_order(session: Session, order_id: str, viewer: Viewer) -> Order:
-    order = session.get(Order, order_id)
+    """The order if the viewer may see it; someone else's order does not exist for them."""
+    order = OrderRepository(session).get(order_id)
     if order is None or not (viewer.is_admin or order.customer_id == viewer.user_id):
         raise NotFound(f"order {order_id} does not exist", order_id=order_id)
     return order
@@ -213,53 +178,28 @@ def get_order(session: Session, order_id: str, viewer: Viewer) -> Order:
 def list_orders(
     session: Session, viewer: Viewer, filters: OrderFilter, limit: int, offset: int
 ) -> Page[Order]:
-    query = select(Order)
+    """Newest first; a client sees only their own orders whatever the filters say."""
+    customer_id = filters.customer_id
     if not viewer.is_admin:
-        query = query.where(Order.customer_id == viewer.user_id)
-    if filters.customer_id is not None:
-        query = query.where(Order.customer_id == filters.customer_id)
-    if filters.status is not None:
-        query = query.where(Order.status == filters.status.value)
-    if filters.created_after is not None:
-        query = query.where(Order.created_at >= filters.created_after)
-    if filters.created_before is not None:
-        query = query.where(Order.created_at < filters.created_before)
-    return paginate(
-        session, query.order_by(Order.created_at.desc(), Order.id.desc()), limit, offset
+        if customer_id is not None and customer_id != viewer.user_id:
+            return Page([], 0, limit, offset)
+        customer_id = viewer.user_id
+    return OrderRepository(session).page(
+        customer_id=customer_id,
+        status=filters.status,
+        created_after=filters.created_after,
+        created_before=filters.created_before,
+        limit=limit,
+        offset=offset,
     )
 
 
-def change_status(session: Session, order_id: str, target: OrderStatus, viewer: Viewer) -> Order:
-    """An admin moves an order (ship, deliver, cancel) through the state machine."""
-    if target is OrderStatus.CANCELLED:
-        return cancel_order(session, order_id, viewer)
+def list_events(
+    session: Session, order_id: str, viewer: Viewer, limit: int, offset: int
+) -> Page[OrderEvent]:
+    """The order's timeline, oldest first."""
     get_order(session, order_id, viewer)
-    order = lock_order(session, order_id)
-    transition(session, order, target, role=viewer.role, actor=viewer.user_id)
-    return order
-
-
-def cancel_order(session: Session, order_id: str, viewer: Viewer) -> Order:
-    """Cancel a pending or confirmed order: its stock goes back now, a refund follows if it was
-    paid. Cancelling a cancelled order changes nothing."""
-    get_order(session, order_id, viewer)
-    order = lock_order(session, order_id)
-    if order.status == OrderStatus.CANCELLED.value:
-        return order
-    if order.status not in (OrderStatus.PENDING.value, OrderStatus.CONFIRMED.value):
-        raise TransitionNotAllowed(f"an order that is {order.status} can no longer be cancelled")
-    release_stock(session, order.id)
-    transition(
-        session,
-        order,
-        OrderStatus.CANCELLED,
-        role=viewer.role,
-        actor=viewer.user_id,
-        reason="cancelled_by_admin" if viewer.is_admin else "cancelled_by_customer",
-    )
-    if order.payment_status == PaymentStatus.PAID.value:
-        schedule(session, Step.REFUND_PAYMENT, order.id)
-    return order
+    return OrderRepository(session).events_page(order_id, limit, offset)
 
 
 def _load_products(session: Session, product_ids: list[str]) -> dict[str, Product]:
@@ -268,9 +208,7 @@ def _load_products(session: Session, product_ids: list[str]) -> dict[str, Produc
             "each product may appear on one line only; raise the quantity instead",
             errors=[{"field": "items", "message": "duplicate product_id"}],
         )
-    found = {
-        product.id: product for product in session.scalars(_SELECT_PRODUCTS, {"ids": product_ids})
-    }
+    found = products_by_id(session, product_ids)
     for product_id in product_ids:
         product = found.get(product_id)
         if product is None or not product.active:

@@ -6,23 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from orderflow.errors import TransitionNotAllowed
-
-
-class OrderStatus(StrEnum):
-    PENDING = "pending"
-    CONFIRMED = "confirmed"
-    SHIPPED = "shipped"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-class PaymentStatus(StrEnum):
-    UNPAID = "unpaid"
-    PROCESSING = "processing"
-    PAID = "paid"
-    FAILED = "failed"
-    REFUNDED = "refunded"
+from orderflow.statuses import OrderStatus
 
 
 class ActorRole(StrEnum):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from orderflow.payments.local import LocalPaymentProvider
 from orderflow.payments.provider import (
+    IntentStatus,
     PaymentError,
     PaymentIdempotencyConflict,
     PaymentNotFound,
@@ -18,7 +19,6 @@ from orderflow.payments.provider import (
     PaymentProviderUnavailable,
     PaymentRejected,
     PaymentResult,
-    PaymentStatus,
     RefundResult,
 )
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from orderflow.settings import Settings
 
 __all__ = [
+    "IntentStatus",
     "LocalPaymentProvider",
     "PaymentError",
     "PaymentIdempotencyConflict",
@@ -35,7 +36,6 @@ __all__ = [
     "PaymentProviderUnavailable",
     "PaymentRejected",
     "PaymentResult",
-    "PaymentStatus",
     "RefundResult",
     "payment_provider_from_settings",
 ]

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -41,13 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from orderflow.files import write_atomically
 from orderflow.money import Money
 from orderflow.payments.provider import (
+    INTENT_STATUS_BY_STRIPE_STATUS,
+    IntentStatus,
     PaymentIdempotencyConflict,
     PaymentNotFound,
     PaymentRejected,
     PaymentResult,
-    PaymentStatus,
     RefundResult,
 )
 
@@ -91,8 +92,8 @@ class CardOutcome:
     decline_code: str | None = None
 
     @property
-    def status(self) -> PaymentStatus:
-        return _STATUS_BY_STRIPE_STATUS[self.stripe_status]
+    def status(self) -> IntentStatus:
+        return INTENT_STATUS_BY_STRIPE_STATUS[self.stripe_status]
 
 
 _SUCCEEDS = CardOutcome("succeeded")
@@ -119,16 +120,6 @@ TEST_PAYMENT_METHODS: Mapping[str, CardOutcome] = {
     "pm_card_chargeDeclinedProcessingError": _declined("processing_error", "processing_error"),
     "pm_card_authenticationRequired": _AUTHENTICATES,
     "pm_card_threeDSecure2Required": _AUTHENTICATES,
-}
-
-_STATUS_BY_STRIPE_STATUS: Mapping[str, PaymentStatus] = {
-    "succeeded": PaymentStatus.SUCCEEDED,
-    "requires_payment_method": PaymentStatus.DECLINED,
-    "canceled": PaymentStatus.DECLINED,
-    "requires_action": PaymentStatus.REQUIRES_ACTION,
-    "processing": PaymentStatus.PROCESSING,
-    "requires_confirmation": PaymentStatus.PROCESSING,
-    "requires_capture": PaymentStatus.PROCESSING,
 }
 
 #: Stripe's minimum charge amounts (minor units) for common currencies; others: 1.
@@ -247,17 +238,7 @@ class FileStore:
         path = self._path(record["id"])
         if path is None:
             raise ValueError(f"not a local payment object id: {record['id']!r}")
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(record, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, json.dumps(record, sort_keys=True).encode())
 
     def all(self, prefix: str) -> list[Record]:
         records = []
@@ -470,12 +451,12 @@ def _check_refundable(intent: Record, amount: Money) -> None:
 
 
 def _result(intent: Record) -> PaymentResult:
-    status = _STATUS_BY_STRIPE_STATUS[intent["status"]]
+    status = INTENT_STATUS_BY_STRIPE_STATUS[intent["status"]]
     return PaymentResult(
         intent_id=intent["id"],
         status=status,
         amount=Money(intent["amount"], intent["currency"]),
-        decline_code=intent["decline_code"] if status is PaymentStatus.DECLINED else None,
+        decline_code=intent["decline_code"] if status is IntentStatus.DECLINED else None,
         order_id=intent["metadata"]["order_id"],
         provider_status=intent["status"],
     )

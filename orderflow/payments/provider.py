@@ -6,7 +6,7 @@ the pipeline behave the same whichever is configured.
 
 Error contract, which the pipeline's retry policy relies on:
 
-* a **card decline is not an exception**: ``charge`` returns ``PaymentStatus.DECLINED``
+* a **card decline is not an exception**: ``charge`` returns ``IntentStatus.DECLINED``
   with a ``decline_code`` (``generic_decline``, ``insufficient_funds``, ...);
 * :class:`PaymentProviderUnavailable` is **transient** (5xx, 429, 409 "in progress",
   timeouts, connection errors): retry later with the *same* idempotency key;
@@ -21,13 +21,14 @@ status and the request id only.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from orderflow.money import Money
 
 
-class PaymentStatus(enum.StrEnum):
+class IntentStatus(enum.StrEnum):
     """Where a PaymentIntent stands, reduced to what the pipeline must decide on.
 
     Stripe's richer statuses are folded in: ``requires_payment_method`` after a failed
@@ -43,7 +44,20 @@ class PaymentStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (PaymentStatus.SUCCEEDED, PaymentStatus.DECLINED)
+        return self in (IntentStatus.SUCCEEDED, IntentStatus.DECLINED)
+
+
+#: Stripe's PaymentIntent statuses as the pipeline reads them; the local provider speaks the
+#: same vocabulary.
+INTENT_STATUS_BY_STRIPE_STATUS: Mapping[str, IntentStatus] = {
+    "succeeded": IntentStatus.SUCCEEDED,
+    "requires_payment_method": IntentStatus.DECLINED,
+    "canceled": IntentStatus.DECLINED,
+    "requires_action": IntentStatus.REQUIRES_ACTION,
+    "processing": IntentStatus.PROCESSING,
+    "requires_confirmation": IntentStatus.PROCESSING,
+    "requires_capture": IntentStatus.PROCESSING,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,7 @@ class PaymentResult:
     """
 
     intent_id: str
-    status: PaymentStatus
+    status: IntentStatus
     amount: Money
     decline_code: str | None = None
     order_id: str | None = None
@@ -64,7 +78,7 @@ class PaymentResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.status is PaymentStatus.SUCCEEDED
+        return self.status is IntentStatus.SUCCEEDED
 
 
 @dataclass(frozen=True, slots=True)

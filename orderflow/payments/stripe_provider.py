@@ -26,6 +26,8 @@ from stripe.params import PaymentIntentCreateParams, RefundCreateParams
 
 from orderflow.money import Money
 from orderflow.payments.provider import (
+    INTENT_STATUS_BY_STRIPE_STATUS,
+    IntentStatus,
     PaymentError,
     PaymentIdempotencyConflict,
     PaymentNotFound,
@@ -33,22 +35,11 @@ from orderflow.payments.provider import (
     PaymentProviderUnavailable,
     PaymentRejected,
     PaymentResult,
-    PaymentStatus,
     RefundResult,
 )
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
-
-_STATUS: dict[str, PaymentStatus] = {
-    "succeeded": PaymentStatus.SUCCEEDED,
-    "requires_payment_method": PaymentStatus.DECLINED,
-    "canceled": PaymentStatus.DECLINED,
-    "requires_action": PaymentStatus.REQUIRES_ACTION,
-    "processing": PaymentStatus.PROCESSING,
-    "requires_confirmation": PaymentStatus.PROCESSING,
-    "requires_capture": PaymentStatus.PROCESSING,
-}
 
 
 class StripePaymentProvider:
@@ -140,15 +131,15 @@ class StripePaymentProvider:
 
 def _intent_result(intent: dict[str, Any]) -> PaymentResult:
     """A PaymentResult from a PaymentIntent as a plain dict (``StripeObject.to_dict()``)."""
-    status = _STATUS.get(intent.get("status") or "", PaymentStatus.PROCESSING)
+    status = INTENT_STATUS_BY_STRIPE_STATUS.get(intent.get("status") or "", IntentStatus.PROCESSING)
     decline_code = None
-    if status is PaymentStatus.DECLINED:
+    if status is IntentStatus.DECLINED:
         decline_code = _decline_code_of(intent.get("last_payment_error")) or intent.get("status")
     metadata = intent.get("metadata") or {}
     # A success reports what was received, which the recording side compares with the charge
     # asked for; anything else reports what was asked.
     received = intent.get("amount_received")
-    amount = received if status is PaymentStatus.SUCCEEDED and received is not None else None
+    amount = received if status is IntentStatus.SUCCEEDED and received is not None else None
     return PaymentResult(
         intent_id=str(intent["id"]),
         status=status,
@@ -174,7 +165,7 @@ def _declined_result(exc: stripe.CardError, amount: Money, order_id: str) -> Pay
         result = _intent_result(intent)
         return PaymentResult(
             intent_id=result.intent_id,
-            status=PaymentStatus.DECLINED,
+            status=IntentStatus.DECLINED,
             amount=result.amount,
             decline_code=decline_code,
             order_id=result.order_id or order_id,
@@ -183,7 +174,7 @@ def _declined_result(exc: stripe.CardError, amount: Money, order_id: str) -> Pay
     charge_id = error.get("charge")
     return PaymentResult(
         intent_id=charge_id or "",
-        status=PaymentStatus.DECLINED,
+        status=IntentStatus.DECLINED,
         amount=amount,
         decline_code=decline_code,
         order_id=order_id,

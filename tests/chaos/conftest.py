@@ -70,11 +70,13 @@ class ChaosSystem:
                 self.initial_stock[product.id] = stock
             for index in range(8):
                 register_user(session, f"shopper{index}@example.com", "shopper-pass-1", None)
+            session.commit()
         for index in range(8):
             with self.database.unit_of_work() as session:
                 email = f"shopper{index}@example.com"
                 pair = login(session, self.settings, email, "shopper-pass-1")
                 self.tokens.append(pair.access_token)
+                session.commit()
 
     def shoppers(self, **options: object) -> Shoppers:
         return Shoppers(self.api_url, self.tokens, list(self.initial_stock), **options)  # type: ignore[arg-type]
@@ -82,10 +84,12 @@ class ChaosSystem:
     def wait_for_first_confirmation(self) -> None:
         def confirmed() -> bool:
             with self.database.unit_of_work() as session:
-                return (
+                result = (
                     session.scalar(select(Order.id).where(Order.status == "confirmed").limit(1))
                     is not None
                 )
+                session.commit()
+                return result
 
         wait_until(confirmed, 60)
 

@@ -27,6 +27,7 @@ def test_api_killed_mid_request_and_restarted(chaos: ChaosSystem) -> None:
     with chaos.database.unit_of_work() as session:
         orders = session.scalar(select(func.count()).select_from(Order))
         keys = session.scalar(select(func.count()).select_from(IdempotencyKey))
+        session.commit()
     assert orders == keys == len(shoppers.accepted)
     assert kills > 0
     assert shoppers.retried > 0

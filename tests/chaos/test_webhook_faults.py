@@ -110,4 +110,5 @@ def test_webhooks_duplicated_reordered_and_racing_the_worker(
         anomalies = session.scalar(
             select(func.count()).select_from(OrderEvent).where(OrderEvent.type == "payment_anomaly")
         )
+        session.commit()
     assert anomalies, "the forged events were never played"

@@ -30,6 +30,7 @@ from orderflow.auth import service as auth
 from orderflow.auth import tokens
 from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database
+from orderflow.fulfilment import moves
 from orderflow.fulfilment.charging import begin_charge, record_charge_result
 from orderflow.fulfilment.invoicing import generate_invoice
 from orderflow.fulfilment.stock import reserve_stock
@@ -68,6 +69,7 @@ class FuzzWorld:
         with self.database.unit_of_work() as session:
             opened = AuthSession(id=new_id("ses"), user_id=user.id)
             session.add(opened)
+            session.commit()
         return tokens.issue_access_token(
             self.settings.jwt_secret.get_secret_value(),
             user.id,
@@ -109,16 +111,20 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
             ).id
             for n in range(5)
         ]
+        session.commit()
     provider = LocalPaymentProvider()
     order_ids: list[str] = []
     for owner in ("client", "client", "client", "other"):
         with database.unit_of_work() as session:
             order_ids.append(_place(session, users[owner].id, products[len(order_ids)]))
+            session.commit()
     _, confirmed, cancelled, _ = order_ids
     with database.unit_of_work() as session:
         reserve_stock(session, confirmed)
+        session.commit()
     with database.unit_of_work() as session:
         request = begin_charge(session, confirmed)
+        session.commit()
     assert request is not None
     result = provider.charge(
         order_id=confirmed,
@@ -128,10 +134,13 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
     )
     with database.unit_of_work() as session:
         record_charge_result(session, result, order_id=confirmed)
+        session.commit()
     with database.unit_of_work() as session:
         generate_invoice(session, confirmed)
+        session.commit()
     with database.unit_of_work() as session:
-        orders.cancel_order(session, cancelled, orders.Viewer(users["client"].id, False))
+        moves.cancel_order(session, cancelled, orders.Viewer(users["client"].id, False))
+        session.commit()
     return FuzzWorld(
         api_url=api_url,
         settings=settings,

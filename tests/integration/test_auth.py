@@ -118,6 +118,7 @@ def test_the_token_of_a_closed_session_places_no_order(
     assert answer.headers["content-type"] == "application/problem+json"
     with database.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
+        session.commit()
 
 
 def test_password_change_closes_other_sessions(api: httpx.Client) -> None:
@@ -207,4 +208,5 @@ def test_a_deleted_user_token_is_401(
     client = login_as(user)
     with clean_database.unit_of_work() as session:
         session.delete(session.get(User, user.id))
+        session.commit()
     assert client.get("/auth/me").status_code == 401

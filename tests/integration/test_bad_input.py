@@ -17,10 +17,12 @@ from tests.conftest import order_body
 
 def _row_counts(database: Database) -> dict[str, int]:
     with database.unit_of_work() as session:
-        return {
+        result = {
             table.name: session.scalar(select(func.count()).select_from(table)) or 0
             for table in Base.metadata.sorted_tables
         }
+        session.commit()
+        return result
 
 
 @pytest.fixture

@@ -50,10 +50,13 @@ def _park(database: Database, order_id: str) -> None:
     """What the charge task does once its retries against a provider that is down are spent."""
     with database.unit_of_work() as session:
         stock.reserve_stock(session, order_id)
+        session.commit()
     with database.unit_of_work() as session:
         assert charging.begin_charge(session, order_id) is not None
+        session.commit()
     with database.unit_of_work() as session:
         charging.give_up_charge(session, order_id, charging.PROVIDER_UNAVAILABLE)
+        session.commit()
 
 
 def _age(database: Database, order_id: str) -> None:
@@ -62,6 +65,7 @@ def _age(database: Database, order_id: str) -> None:
             text("UPDATE orders SET updated_at = now() - interval '1 hour' WHERE id = :id"),
             {"id": order_id},
         )
+        session.commit()
 
 
 def test_outbox_shows_backlog_and_age(
@@ -86,6 +90,7 @@ def test_redrive_dry_run_then_redrive(
     _age(clean_database, stalled)
     with clean_database.unit_of_work() as session:
         before = session.scalar(select(text("count(*)")).select_from(OutboxMessage))
+        session.commit()
 
     dry = orderflow(settings, "redrive", "--dry-run", "--older-than", "60")
     assert dry.exit_code == 0, dry.output
@@ -97,6 +102,7 @@ def test_redrive_dry_run_then_redrive(
     with clean_database.unit_of_work() as session:
         assert session.get(Order, parked).failure_reason == charging.PROVIDER_UNAVAILABLE
         assert session.scalar(select(text("count(*)")).select_from(OutboxMessage)) == before
+        session.commit()
 
     done = orderflow(settings, "redrive", "--older-than", "60")
     assert done.exit_code == 0, done.output
@@ -117,6 +123,7 @@ def test_redrive_dry_run_then_redrive(
         assert (stalled, "orderflow.reserve_stock") in topics
         events = session.scalars(select(OrderEvent.type).where(OrderEvent.order_id == parked)).all()
         assert "payment_redriven" in events
+        session.commit()
     # Re-driven orders were touched: nothing is owed again until the threshold passes.
     again = orderflow(settings, "redrive", "--older-than", "60")
     assert "nothing to re-drive" in again.stdout
@@ -138,6 +145,7 @@ def test_audit_passes_then_finds_a_planted_violation(
         session.execute(
             text("UPDATE products SET stock = stock + 5 WHERE id = :id"), {"id": product.id}
         )
+        session.commit()
     broken = orderflow(settings, "audit")
     assert broken.exit_code == 1
     assert f"stock_conserved: {product.id}: transaction " in broken.stdout

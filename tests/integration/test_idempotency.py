@@ -23,7 +23,9 @@ def _post(client: httpx.Client, key: str, body: dict) -> httpx.Response:
 
 def _count(database: Database, model: type) -> int:
     with database.unit_of_work() as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
+        result = session.scalar(select(func.count()).select_from(model)) or 0
+        session.commit()
+        return result
 
 
 def test_same_key_and_body_replays_the_first_answer(
@@ -128,6 +130,7 @@ def test_an_expired_key_is_forgotten_and_acts_again(
     first = _post(customer, "old-key", order_body((product.id, 1)))
     with database.unit_of_work() as session:
         session.execute(update(IdempotencyKey).values(created_at=func.now() - timedelta(hours=25)))
+        session.commit()
     again = _post(customer, "old-key", order_body((product.id, 2)))
     assert again.status_code == 201
     assert "idempotent-replayed" not in again.headers
@@ -148,6 +151,7 @@ def test_an_answer_stored_between_the_claims_snapshot_and_its_lock_refuses_the_l
         assert idempotency.claim(late, client_user.id, "k", "f" * 64, ttl_hours=24) is None
         with database.unit_of_work() as first:
             idempotency.remember(first, client_user.id, "k", "f" * 64, answer)
+            first.commit()
         with pytest.raises(IdempotencyKeyInFlight):
             idempotency.remember(late, client_user.id, "k", "f" * 64, answer)
     finally:
@@ -155,4 +159,5 @@ def test_an_answer_stored_between_the_claims_snapshot_and_its_lock_refuses_the_l
         late.close()
     with database.unit_of_work() as retry:
         stored = idempotency.claim(retry, client_user.id, "k", "f" * 64, ttl_hours=24)
+        retry.commit()
     assert stored == answer

@@ -98,6 +98,7 @@ def test_orders_placed_and_scrape_time_gauges(
             ),
             {"id": second["id"]},
         )
+        session.commit()
     scraped = _metrics(api)
     assert sample(scraped, "orderflow_queue_depth", queue="send_email") == 3
     assert sample(scraped, "orderflow_queue_depth", queue="reserve_stock") == 0
@@ -143,6 +144,7 @@ def test_the_request_id_rides_the_outbox_into_task_headers(
         message = session.query(OutboxMessage).one()
         assert message.payload[REQUEST_ID_KEY] == "req-outbox-1"
         kwargs, headers = task_call(message.payload)
+        session.commit()
     assert REQUEST_ID_KEY not in kwargs
     assert kwargs["order_id"] == message.order_id
     assert headers == {"request_id": "req-outbox-1"}

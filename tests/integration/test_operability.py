@@ -302,14 +302,17 @@ def test_a_parked_order_redriven_is_confirmed(
         order_id = _place(customer, product)
         with clean_database.unit_of_work() as session:
             stock.reserve_stock(session, order_id)
+            session.commit()
         with clean_database.unit_of_work() as session:
             assert charging.begin_charge(session, order_id) is not None
+            session.commit()
         with clean_database.unit_of_work() as session:
             charging.give_up_charge(session, order_id, charging.PROVIDER_UNAVAILABLE)
             session.execute(
                 text("UPDATE outbox SET dispatched_at = now() WHERE order_id = :id"),
                 {"id": order_id},
             )
+            session.commit()
     finally:
         ops_pipeline.start_relay()
     parked = customer.get(f"/orders/{order_id}").json()

@@ -64,13 +64,13 @@ from sqlalchemy.orm import Session
 from orderflow.audit import CHECK_NAMES, audit
 from orderflow.db import Database
 from orderflow.email import LocalEmailSender
-from orderflow.errors import InsufficientStock, NotFound, TransitionNotAllowed
+from orderflow.errors import Forbidden, InsufficientStock, NotFound, TransitionNotAllowed
+from orderflow.fulfilment import moves
 from orderflow.fulfilment.charging import begin_charge, charge_payment, record_charge_result
 from orderflow.fulfilment.invoicing import generate_invoice
+from orderflow.fulfilment.moves import fail_order
 from orderflow.fulfilment.notifications import EMAIL_STATUSES, send_email
-from orderflow.fulfilment.outcomes import fail_order
 from orderflow.fulfilment.refunds import refund_payment
-from orderflow.fulfilment.steps import EmailKind, Step
 from orderflow.fulfilment.stock import reserve_stock
 from orderflow.fulfilment.sweeper import find_stalled_work
 from orderflow.fulfilment.webhooks import ProviderEvent, handle_payment_event
@@ -87,9 +87,11 @@ from orderflow.models import (
 )
 from orderflow.money import Money
 from orderflow.orders import service as orders
-from orderflow.orders.lifecycle import lock_order
-from orderflow.orders.state import OrderStatus, is_allowed
-from orderflow.payments import LocalPaymentProvider, PaymentResult, PaymentStatus, RefundResult
+from orderflow.orders.repository import OrderRepository
+from orderflow.orders.state import is_allowed
+from orderflow.payments import IntentStatus, LocalPaymentProvider, PaymentResult, RefundResult
+from orderflow.statuses import OrderStatus
+from orderflow.steps import EmailKind, Step
 from tests.conftest import place_command
 
 INSTANTANEOUS = frozenset(
@@ -165,7 +167,7 @@ class WebhookingProvider:
     def __init__(self) -> None:
         self.local = LocalPaymentProvider()
         self.events: list[ProviderEvent] = []
-        self._seen: dict[str, PaymentStatus] = {}
+        self._seen: dict[str, IntentStatus] = {}
         self._ids = itertools.count(1)
 
     def charge(
@@ -215,15 +217,15 @@ class WebhookingProvider:
             return
         self._seen[intent.intent_id] = intent.status
         kind = {
-            PaymentStatus.SUCCEEDED: "payment_intent.succeeded",
-            PaymentStatus.DECLINED: "payment_intent.payment_failed",
-            PaymentStatus.REQUIRES_ACTION: "payment_intent.requires_action",
+            IntentStatus.SUCCEEDED: "payment_intent.succeeded",
+            IntentStatus.DECLINED: "payment_intent.payment_failed",
+            IntentStatus.REQUIRES_ACTION: "payment_intent.requires_action",
         }.get(intent.status)
         if kind is None:
             return
         error = (
             {"code": "card_declined", "decline_code": intent.decline_code}
-            if intent.status is PaymentStatus.DECLINED
+            if intent.status is IntentStatus.DECLINED
             else None
         )
         self._post(
@@ -288,6 +290,7 @@ class OrderMachine(RuleBasedStateMachine):
         self.timelines: dict[str, list[str]] = {}
         with self.db.unit_of_work() as session:
             session.execute(text(f"TRUNCATE {_EXAMPLE_TABLES} RESTART IDENTITY CASCADE"))
+            session.commit()
 
     # -- set-up and intake ---------------------------------------------------------------
 
@@ -323,6 +326,7 @@ class OrderMachine(RuleBasedStateMachine):
         try:
             with self.db.unit_of_work() as session:
                 order_id = orders.place_order(session, command).id
+                session.commit()
         except InsufficientStock:
             assert short, "intake refused an order whose stock was there"
             return multiple()
@@ -336,6 +340,7 @@ class OrderMachine(RuleBasedStateMachine):
     def reserve(self, order: Placed) -> None:
         with self.db.unit_of_work() as session:
             reserve_stock(session, order.id)
+            session.commit()
 
     @rule(order=placed)
     def charge(self, order: Placed) -> None:
@@ -347,6 +352,7 @@ class OrderMachine(RuleBasedStateMachine):
         """The provider answers, the worker dies before recording it."""
         with self.db.unit_of_work() as session:
             request = begin_charge(session, order.id)
+            session.commit()
         if request is None:
             return
         if request.known_intent_id is not None:
@@ -367,11 +373,12 @@ class OrderMachine(RuleBasedStateMachine):
         if result is not None:
             with self.db.unit_of_work() as session:
                 record_charge_result(session, result, order_id=order.id)
+                session.commit()
 
     @rule(order=placed, succeed=st.booleans())
     def customer_authenticates(self, order: Placed, succeed: bool) -> None:
         for intent in self.provider.local.intents(order.id):
-            if intent.status is PaymentStatus.REQUIRES_ACTION:
+            if intent.status is IntentStatus.REQUIRES_ACTION:
                 self.provider.complete_action(intent.intent_id, succeed=succeed)
 
     @rule(data=st.data())
@@ -388,7 +395,9 @@ class OrderMachine(RuleBasedStateMachine):
         status = self._status(order)
         try:
             with self.db.unit_of_work() as session:
-                fail_order(session, lock_order(session, order.id), "given_up")
+                repository = OrderRepository(session)
+                fail_order(repository, repository.lock_for_update(order.id), "given_up")
+                session.commit()
         except TransitionNotAllowed:
             assert status != OrderStatus.PENDING
         else:
@@ -400,7 +409,8 @@ class OrderMachine(RuleBasedStateMachine):
         viewer = self._viewer(order, who)
         try:
             with self.db.unit_of_work() as session:
-                orders.cancel_order(session, order.id, viewer)
+                moves.cancel_order(session, order.id, viewer)
+                session.commit()
         except NotFound:
             assert who == "stranger", "the owner or an admin was told the order does not exist"
             return
@@ -418,6 +428,7 @@ class OrderMachine(RuleBasedStateMachine):
         paid_statuses = [OrderStatus.CONFIRMED, OrderStatus.SHIPPED, OrderStatus.DELIVERED]
         with self.db.unit_of_work() as session:
             paid = set(session.scalars(select(Order.id).where(Order.status.in_(paid_statuses))))
+            session.commit()
         candidates = [order for order_id, order in self.orders.items() if order_id in paid]
         if candidates:
             self.cancel(data.draw(st.sampled_from(candidates), label="order"), who)
@@ -436,7 +447,11 @@ class OrderMachine(RuleBasedStateMachine):
             allowed = is_allowed(status, to, viewer.role)
         try:
             with self.db.unit_of_work() as session:
-                orders.change_status(session, order.id, to, viewer)
+                moves.change_status(session, order.id, to, viewer)
+                session.commit()
+        except Forbidden:
+            assert who == "owner", "an admin was refused a status change"
+            return
         except TransitionNotAllowed:
             assert not allowed, f"{who} could not move a {status} order to {to}"
         else:
@@ -466,6 +481,7 @@ class OrderMachine(RuleBasedStateMachine):
                         Payment.order_id == order.id, Payment.kind == "charge"
                     )
                 )
+                session.commit()
             if status is OrderStatus.PENDING and not reserved:
                 self.reserve(order)
             elif status is OrderStatus.PENDING and charge == "requires_action":
@@ -486,6 +502,7 @@ class OrderMachine(RuleBasedStateMachine):
     def invoice(self, order: Placed) -> None:
         with self.db.unit_of_work() as session:
             generate_invoice(session, order.id)
+            session.commit()
 
     @rule(order=placed, kind=st.sampled_from(list(EmailKind)))
     def email(self, order: Placed, kind: EmailKind) -> None:
@@ -510,6 +527,7 @@ class OrderMachine(RuleBasedStateMachine):
             self._database_agrees_with_the_provider(session)
             self._emails_follow_statuses(session)
             self._timelines_only_grow(session)
+            session.commit()
         self._provider_never_overcharges()
 
     def _stock_is_conserved(self, session: Session) -> None:
@@ -567,7 +585,7 @@ class OrderMachine(RuleBasedStateMachine):
         ).all():
             if kind == "charge":
                 intent = self.provider.local.retrieve(provider_id)
-                assert intent.status is PaymentStatus.SUCCEEDED, f"{order_id}: {intent}"
+                assert intent.status is IntentStatus.SUCCEEDED, f"{order_id}: {intent}"
                 assert intent.amount.amount == amount
             else:
                 charge_intent = session.scalar(
@@ -607,7 +625,7 @@ class OrderMachine(RuleBasedStateMachine):
     def _provider_never_overcharges(self) -> None:
         for order_id in self.orders:
             intents = self.provider.local.intents(order_id)
-            captured = [i for i in intents if i.status is PaymentStatus.SUCCEEDED]
+            captured = [i for i in intents if i.status is IntentStatus.SUCCEEDED]
             assert len(captured) <= 1, f"{order_id} was charged {len(captured)} times"
             for intent in captured:
                 refunds = self.provider.local.refunds(intent.intent_id)
@@ -626,6 +644,7 @@ class OrderMachine(RuleBasedStateMachine):
         for _ in range(8):
             with self.db.unit_of_work() as session:
                 work = find_stalled_work(session, stalled_for=-3600)
+                session.commit()
             listed = sorted((w.step.value, w.order_id, str(w.kwargs)) for w in work)
             if listed == last:
                 break
@@ -640,6 +659,7 @@ class OrderMachine(RuleBasedStateMachine):
             broken = audit(session)
             assert broken == [], "at rest:\n" + "\n".join(map(str, broken))
             self._everything_at_rest(session)
+            session.commit()
 
     def _everything_at_rest(self, session: Session) -> None:
         rows = session.execute(
@@ -655,7 +675,7 @@ class OrderMachine(RuleBasedStateMachine):
                 i.amount.amount
                 - sum(r.amount.amount for r in self.provider.local.refunds(i.intent_id))
                 for i in self.provider.local.intents(order_id)
-                if i.status is PaymentStatus.SUCCEEDED
+                if i.status is IntentStatus.SUCCEEDED
             )
             owed = total if status in ("confirmed", "shipped", "delivered") else 0
             assert kept == owed, f"{order_id} is {status}: the provider kept {kept}, not {owed}"
@@ -665,6 +685,7 @@ class OrderMachine(RuleBasedStateMachine):
     def _deliver(self, event: ProviderEvent) -> None:
         with self.db.unit_of_work() as session:
             outcome = handle_payment_event(session, event)
+            session.commit()
         first = event.id not in self.delivered
         assert (outcome == "duplicate") is not first, f"{event.id} answered {outcome}"
         self.delivered.add(event.id)
@@ -673,11 +694,13 @@ class OrderMachine(RuleBasedStateMachine):
         if step is Step.RESERVE_STOCK:
             with self.db.unit_of_work() as session:
                 reserve_stock(session, order_id)
+                session.commit()
         elif step is Step.CHARGE_PAYMENT:
             charge_payment(self.db, self.provider, order_id)
         elif step is Step.GENERATE_INVOICE:
             with self.db.unit_of_work() as session:
                 generate_invoice(session, order_id)
+                session.commit()
         elif step is Step.SEND_EMAIL:
             send_email(self.db, self.sender, order_id, EmailKind(kwargs["kind"]))
         elif step is Step.REFUND_PAYMENT:
@@ -690,7 +713,9 @@ class OrderMachine(RuleBasedStateMachine):
 
     def _status(self, order: Placed) -> OrderStatus:
         with self.db.unit_of_work() as session:
-            return OrderStatus(session.scalar(select(Order.status).where(Order.id == order.id)))
+            result = OrderStatus(session.scalar(select(Order.status).where(Order.id == order.id)))
+            session.commit()
+            return result
 
     def _viewer(self, order: Placed, who: str) -> orders.Viewer:
         world = type(self).world
@@ -702,7 +727,9 @@ class OrderMachine(RuleBasedStateMachine):
 
     def _stock(self) -> dict[str, int]:
         with self.db.unit_of_work() as session:
-            return dict(session.execute(select(Product.id, Product.stock)).all())
+            result = dict(session.execute(select(Product.id, Product.stock)).all())
+            session.commit()
+            return result
 
 
 @pytest.mark.usefixtures("clean_database")
@@ -747,14 +774,18 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
     provider, sender = LocalPaymentProvider(), LocalEmailSender(tmp_path, "orders@example.com")
     with database.unit_of_work() as session:
         order_id = orders.place_order(session, place_command(owner.id, (product.id, 1))).id
+        session.commit()
     with database.unit_of_work() as session:
         reserve_stock(session, order_id)
+        session.commit()
     charge_payment(database, provider, order_id)
     with database.unit_of_work() as session:
         generate_invoice(session, order_id)
+        session.commit()
     send_email(database, sender, order_id, EmailKind.CONFIRMATION)
     with database.unit_of_work() as session:
-        orders.cancel_order(session, order_id, orders.Viewer(owner.id, is_admin=False))
+        moves.cancel_order(session, order_id, orders.Viewer(owner.id, is_admin=False))
+        session.commit()
     refund_payment(database, provider, order_id)
     send_email(database, sender, order_id, EmailKind.CANCELLED)
     with database.unit_of_work() as session:
@@ -762,3 +793,4 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
             "refunded"
         )
         assert [str(v) for v in audit(session)] == []
+        session.commit()

@@ -179,6 +179,7 @@ def test_admin_status_changes_follow_the_state_machine(
     assert put("teleported") == 422
     with database.unit_of_work() as session:  # the pipeline's confirmation, by hand
         session.execute(update(Order).where(Order.id == order_id).values(status="confirmed"))
+        session.commit()
     assert [put(s) for s in ("pending", "confirmed", "failed", "delivered")] == [409] * 4
     assert put("shipped") == 200
     assert [put(s) for s in ("pending", "confirmed", "failed", "shipped", "cancelled")] == [409] * 5

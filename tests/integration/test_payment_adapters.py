@@ -18,6 +18,7 @@ import stripe
 from orderflow.ids import new_id
 from orderflow.money import Money
 from orderflow.payments import (
+    IntentStatus,
     LocalPaymentProvider,
     PaymentIdempotencyConflict,
     PaymentNotFound,
@@ -26,7 +27,6 @@ from orderflow.payments import (
     PaymentProviderUnavailable,
     PaymentRejected,
     PaymentResult,
-    PaymentStatus,
     payment_provider_from_settings,
 )
 from orderflow.payments.stripe_provider import StripePaymentProvider
@@ -110,7 +110,7 @@ def test_provider_satisfies_the_protocol(payments: PaymentBackend) -> None:
 def test_visa_succeeds(payments: PaymentBackend, order_id: str) -> None:
     result = charge(payments, order_id)
 
-    assert result.status is PaymentStatus.SUCCEEDED
+    assert result.status is IntentStatus.SUCCEEDED
     assert result.succeeded
     assert result.intent_id.startswith("pi_")
     assert result.amount == USD_50
@@ -131,13 +131,13 @@ def test_declines_return_declined_not_raise(
 ) -> None:
     result = charge(payments, order_id, payment_method)
 
-    assert result.status is PaymentStatus.DECLINED
+    assert result.status is IntentStatus.DECLINED
     assert result.decline_code == decline_code
     assert result.intent_id.startswith("pi_")
     assert result.order_id == order_id
     assert payments.successful_charges(order_id) == 0
     retrieved = payments.provider.retrieve(result.intent_id)
-    assert retrieved.status is PaymentStatus.DECLINED
+    assert retrieved.status is IntentStatus.DECLINED
     assert retrieved.decline_code == decline_code
 
 
@@ -146,15 +146,15 @@ def test_authentication_required_waits_then_completes(
 ) -> None:
     result = charge(payments, order_id, "pm_card_authenticationRequired")
 
-    assert result.status is PaymentStatus.REQUIRES_ACTION
+    assert result.status is IntentStatus.REQUIRES_ACTION
     assert not result.status.is_final
-    assert payments.provider.retrieve(result.intent_id).status is PaymentStatus.REQUIRES_ACTION
+    assert payments.provider.retrieve(result.intent_id).status is IntentStatus.REQUIRES_ACTION
     assert payments.successful_charges(order_id) == 0
 
     payments.complete_action(result.intent_id)
 
     after = payments.provider.retrieve(result.intent_id)
-    assert after.status is PaymentStatus.SUCCEEDED
+    assert after.status is IntentStatus.SUCCEEDED
     assert after.order_id == order_id
     assert payments.successful_charges(order_id) == 1
 
@@ -164,7 +164,7 @@ def test_failed_authentication_is_a_decline(payments: PaymentBackend, order_id: 
     payments.complete_action(result.intent_id, succeed=False)
 
     after = payments.provider.retrieve(result.intent_id)
-    assert after.status is PaymentStatus.DECLINED
+    assert after.status is IntentStatus.DECLINED
     assert after.decline_code == "payment_intent_authentication_failure"
 
 
@@ -184,7 +184,7 @@ def test_same_key_replays_a_decline(payments: PaymentBackend, order_id: str) -> 
     second = charge(payments, order_id, "pm_card_chargeDeclined")
 
     assert second.intent_id == first.intent_id
-    assert second.status is PaymentStatus.DECLINED
+    assert second.status is IntentStatus.DECLINED
     assert second.decline_code == "generic_decline"
 
 
@@ -589,7 +589,7 @@ def test_replay_after_authentication_repeats_the_first_answer(
 
     replay = charge(payments, order_id, "pm_card_authenticationRequired")
 
-    assert replay.status is PaymentStatus.REQUIRES_ACTION
+    assert replay.status is IntentStatus.REQUIRES_ACTION
     assert replay.intent_id == first.intent_id
-    assert payments.provider.retrieve(first.intent_id).status is PaymentStatus.SUCCEEDED
+    assert payments.provider.retrieve(first.intent_id).status is IntentStatus.SUCCEEDED
     assert payments.successful_charges(order_id) == 1

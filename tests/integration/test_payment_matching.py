@@ -17,11 +17,11 @@ from sqlalchemy import func, select, update
 from orderflow.audit import audit
 from orderflow.db import Database
 from orderflow.fulfilment import charging, stock
-from orderflow.fulfilment.steps import Step
 from orderflow.models import Order, OutboxMessage, Payment, Product, User
 from orderflow.orders import service as orders
 from orderflow.payments import LocalPaymentProvider
 from orderflow.settings import Settings
+from orderflow.steps import Step
 from tests.conftest import order_body, place_command, wait_for_status
 from tests.stubs import STRIPE_WEBHOOK_SECRET
 from tests.stubs.stripe_server import StripeStub, fake_payment_intent, signed_event
@@ -212,6 +212,7 @@ def test_a_wrong_capture_by_the_provider_is_refunded_and_fails_the_order(
     assert "payment_succeeded" not in _types(customer, order_id)
     with database.unit_of_work() as session:
         assert audit(session) == []
+        session.commit()
 
 
 @pytest.mark.workers
@@ -248,10 +249,13 @@ def test_a_report_while_the_charge_is_in_flight_waits_for_our_own_key(
     product = make_product(price=9900, stock=3)
     with db.unit_of_work() as session:
         order_id = orders.place_order(session, place_command(owner.id, (product.id, 1))).id
+        session.commit()
     with db.unit_of_work() as session:
         stock.reserve_stock(session, order_id)
+        session.commit()
     with db.unit_of_work() as session:
         assert charging.begin_charge(session, order_id) is not None
+        session.commit()
 
     foreign = _succeeded("pi_3ForeignIntentNotOurs003", 1, "usd", order_id)
     assert _post(api, "payment_intent.succeeded", foreign)["outcome"] == "verifying"
@@ -265,6 +269,7 @@ def test_a_report_while_the_charge_is_in_flight_waits_for_our_own_key(
             .where(OutboxMessage.topic == Step.CHARGE_PAYMENT.value)
         )
         assert scheduled
+        session.commit()
 
     provider = LocalPaymentProvider(store_dir=tmp_path / "payments")
     charging.charge_payment(db, provider, order_id)  # what the scheduled step does
@@ -276,6 +281,7 @@ def test_a_report_while_the_charge_is_in_flight_waits_for_our_own_key(
         charge = session.scalar(select(Payment).where(Payment.order_id == order_id))
         assert charge is not None
         assert (charge.amount, charge.currency) == (9900, "usd")
+        session.commit()
 
 
 def test_audit_finds_a_paid_order_captured_in_another_currency(
@@ -288,14 +294,18 @@ def test_audit_finds_a_paid_order_captured_in_another_currency(
     with db.unit_of_work() as session:
         product = make_product(price=500, stock=3)
         order_id = orders.place_order(session, place_command(owner.id, (product.id, 1))).id
+        session.commit()
     with db.unit_of_work() as session:
         stock.reserve_stock(session, order_id)
+        session.commit()
     charging.charge_payment(db, LocalPaymentProvider(store_dir=tmp_path), order_id)
     with db.unit_of_work() as session:
         before = {(v.check, v.subject) for v in audit(session)}
         session.execute(update(Payment).where(Payment.order_id == order_id).values(currency="eur"))
+        session.commit()
     with db.unit_of_work() as session:
         broken = {(v.check, v.subject) for v in audit(session)}
+        session.commit()
     for check in ("captured_money_adds_up", "paid_order_has_one_capture"):
         assert (check, order_id) not in before
         assert (check, order_id) in broken

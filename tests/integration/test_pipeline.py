@@ -16,7 +16,6 @@ from orderflow.db import Database
 from orderflow.email import email_sender_from_settings
 from orderflow.email.local import LocalEmailSender
 from orderflow.fulfilment import charging, invoicing, notifications, refunds, stock
-from orderflow.fulfilment.steps import EmailKind
 from orderflow.idempotency import email_message_key
 from orderflow.models import (
     EmailRecord,
@@ -26,9 +25,10 @@ from orderflow.models import (
     Product,
     StockReservation,
 )
-from orderflow.payments import PaymentStatus, payment_provider_from_settings
+from orderflow.payments import IntentStatus, payment_provider_from_settings
 from orderflow.payments.local import LocalPaymentProvider
 from orderflow.settings import Settings
+from orderflow.steps import EmailKind
 from tests.conftest import order_body, system_env, wait_for_status
 from tests.stubs import STRIPE_WEBHOOK_SECRET, stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
@@ -80,7 +80,9 @@ def _count(database: Database, model: Any, order_id: str, **where: Any) -> int:
         query = select(func.count()).select_from(model).where(model.order_id == order_id)
         for column, value in where.items():
             query = query.where(getattr(model, column) == value)
-        return session.scalar(query) or 0
+        result = session.scalar(query) or 0
+        session.commit()
+        return result
 
 
 @pytest.fixture(params=["local", "stubs"])
@@ -106,7 +108,9 @@ def _place(client: httpx.Client, product: Product, qty: int = 1, pm: str = "pm_c
 
 def _stock(database: Database, product_id: str) -> int:
     with database.unit_of_work() as session:
-        return int(session.get(Product, product_id).stock)  # type: ignore[union-attr]
+        result = int(session.get(Product, product_id).stock)  # type: ignore[union-attr]
+        session.commit()
+        return result
 
 
 def _events(client: httpx.Client, order_id: str) -> list[str]:
@@ -208,7 +212,7 @@ def _succeeded_event(
             "payment_intent.succeeded", intent_id, STRIPE_WEBHOOK_SECRET, event_id=event_id
         )
     local = LocalPaymentProvider(store_dir=edge.settings.state_dir / "payments")
-    if local.retrieve(intent_id).status is PaymentStatus.REQUIRES_ACTION:
+    if local.retrieve(intent_id).status is IntentStatus.REQUIRES_ACTION:
         local.complete_action(intent_id)  # the customer finished 3-D Secure
     intent = fake_payment_intent(intent_id, amount=order["total"], order_id=order["id"])
     return signed_event(
@@ -360,9 +364,11 @@ def test_every_step_run_twice_by_hand_has_no_second_effect(
         for order_id in (confirmed, cancelled):
             with db.unit_of_work() as session:
                 stock.reserve_stock(session, order_id)
+                session.commit()
             charging.charge_payment(db, provider, order_id)
             with db.unit_of_work() as session:
                 invoicing.generate_invoice(session, order_id)
+                session.commit()
             for kind in EmailKind:
                 notifications.send_email(db, sender, order_id, kind)
             refunds.refund_payment(db, provider, order_id)

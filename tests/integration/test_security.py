@@ -265,7 +265,9 @@ def _row_counts(database: Database) -> dict[str, int]:
     tables = [table.name for table in Base.metadata.sorted_tables]
     columns = ", ".join(f"(SELECT count(*) FROM {name}) AS {name}" for name in tables)
     with database.unit_of_work() as session:
-        return dict(session.execute(text(f"SELECT {columns}")).mappings().one())
+        result = dict(session.execute(text(f"SELECT {columns}")).mappings().one())
+        session.commit()
+        return result
 
 
 def _snapshot(database: Database, world: FuzzWorld) -> tuple[Any, ...]:
@@ -279,6 +281,7 @@ def _snapshot(database: Database, world: FuzzWorld) -> tuple[Any, ...]:
             text("SELECT sku, name, price_amount, stock, active FROM products WHERE id = :id"),
             {"id": world.products[0]},
         ).one()
+        session.commit()
     return (_row_counts(database), tuple(orders), tuple(product))
 
 
@@ -355,10 +358,12 @@ def _orphan(world: FuzzWorld, database: Database) -> str:
         doomed = auth.register_user(
             session, f"doomed-{uuid.uuid4().hex[:8]}@example.com", PASSWORD, None
         )
+        session.commit()
     world.users["doomed"] = doomed
     token = world.fresh_token("doomed")
     with database.unit_of_work() as session:
         session.execute(text("DELETE FROM users WHERE id = :id"), {"id": doomed.id})
+        session.commit()
     return token
 
 
@@ -508,6 +513,7 @@ def fresh_client(
         with database.unit_of_work() as session:
             email = f"fresh-{uuid.uuid4().hex[:8]}@example.com"
             world.users["fresh"] = auth.register_user(session, email, PASSWORD, None)
+            session.commit()
         client = httpx.Client(
             base_url=world.api_url,
             headers={"Authorization": f"Bearer {world.fresh_token('fresh')}"},

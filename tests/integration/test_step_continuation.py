@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from orderflow import outbox
 from orderflow.db import Database
-from orderflow.fulfilment.steps import EmailKind, Step, schedule
 from orderflow.models import OutboxMessage, Product
+from orderflow.steps import EmailKind, Step, schedule
 from tests.conftest import Pipelines, order_body, wait_for_status
 from tests.stubs import stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
@@ -67,9 +67,11 @@ def test_taken_over_messages_are_written_dispatched_and_reported_after_commit(
             schedule(session, Step.CHARGE_PAYMENT, "ord_a")
             schedule(session, Step.SEND_EMAIL, "ord_a", kind=EmailKind.CONFIRMATION.value)
             assert takeover.committed == []  # not before the commit
+            session.commit()
         assert takeover.committed == [(Step.CHARGE_PAYMENT.value, {"order_id": "ord_a"})]
     with clean_database.unit_of_work() as session:
         rows = {m.topic: m for m in session.scalars(select(OutboxMessage))}
+        session.commit()
     assert rows[Step.CHARGE_PAYMENT.value].dispatched_at is not None  # the relay leaves it
     assert rows[Step.SEND_EMAIL.value].dispatched_at is None  # the relay publishes it
 
@@ -88,13 +90,16 @@ def test_nothing_is_taken_over_from_a_transaction_that_rolled_back(
     assert takeover.committed == []
     with clean_database.unit_of_work() as session:
         assert session.scalars(select(OutboxMessage)).first() is None
+        session.commit()
 
 
 def test_outside_a_takeover_every_message_goes_to_the_relay(clean_database: Database) -> None:
     with clean_database.unit_of_work() as session:
         schedule(session, Step.CHARGE_PAYMENT, "ord_c")
+        session.commit()
     with clean_database.unit_of_work() as session:
         assert session.scalars(select(OutboxMessage)).one().dispatched_at is None
+        session.commit()
 
 
 def _notified(database: Database, write: Callable[[Session], None]) -> bool:
@@ -106,6 +111,7 @@ def _notified(database: Database, write: Callable[[Session], None]) -> bool:
         listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
         with database.unit_of_work() as session:
             write(session)
+            session.commit()
         return any(True for _ in listener.notifies(timeout=0.5, stop_after=1))
     finally:
         raw.invalidate()

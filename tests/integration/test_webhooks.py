@@ -24,7 +24,9 @@ def _post(api: httpx.Client, payload: bytes, signature: str | None) -> httpx.Res
 
 def _stored(database: Database) -> int:
     with database.unit_of_work() as session:
-        return session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
+        result = session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
+        session.commit()
+        return result
 
 
 def _event(**kwargs: object) -> tuple[bytes, str]:
@@ -83,3 +85,4 @@ def test_unverifiable_webhooks_are_400_and_change_nothing(
     assert _stored(database) == 0
     with database.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(OrderEvent)) == 0
+        session.commit()

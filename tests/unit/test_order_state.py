@@ -8,11 +8,11 @@ from orderflow.orders.state import (
     TERMINAL,
     TRANSITIONS,
     ActorRole,
-    OrderStatus,
     allowed_targets,
     check_transition,
     is_allowed,
 )
+from orderflow.statuses import OrderStatus
 
 S = OrderStatus
 

@@ -11,12 +11,12 @@ import pytest
 
 from orderflow.money import Money
 from orderflow.payments import (
+    IntentStatus,
     LocalPaymentProvider,
     PaymentIdempotencyConflict,
     PaymentNotFound,
     PaymentProvider,
     PaymentRejected,
-    PaymentStatus,
 )
 from orderflow.payments.local import (
     TEST_PAYMENT_METHODS,
@@ -31,17 +31,15 @@ USD = Money(5000, "usd")
 @pytest.mark.parametrize(
     ("payment_method", "status", "decline_code"),
     [
-        ("pm_card_visa", PaymentStatus.SUCCEEDED, None),
-        ("pm_card_mastercard", PaymentStatus.SUCCEEDED, None),
-        ("pm_card_chargeDeclined", PaymentStatus.DECLINED, "generic_decline"),
-        ("pm_card_chargeDeclinedInsufficientFunds", PaymentStatus.DECLINED, "insufficient_funds"),
-        ("pm_card_chargeDeclinedExpiredCard", PaymentStatus.DECLINED, "expired_card"),
-        ("pm_card_authenticationRequired", PaymentStatus.REQUIRES_ACTION, None),
+        ("pm_card_visa", IntentStatus.SUCCEEDED, None),
+        ("pm_card_mastercard", IntentStatus.SUCCEEDED, None),
+        ("pm_card_chargeDeclined", IntentStatus.DECLINED, "generic_decline"),
+        ("pm_card_chargeDeclinedInsufficientFunds", IntentStatus.DECLINED, "insufficient_funds"),
+        ("pm_card_chargeDeclinedExpiredCard", IntentStatus.DECLINED, "expired_card"),
+        ("pm_card_authenticationRequired", IntentStatus.REQUIRES_ACTION, None),
     ],
 )
-def test_outcome_table(
-    payment_method: str, status: PaymentStatus, decline_code: str | None
-) -> None:
+def test_outcome_table(payment_method: str, status: IntentStatus, decline_code: str | None) -> None:
     outcome = outcome_for(payment_method)
 
     assert outcome.status is status
@@ -50,7 +48,7 @@ def test_outcome_table(
 
 def test_every_test_card_maps_to_a_status() -> None:
     for outcome in TEST_PAYMENT_METHODS.values():
-        assert isinstance(outcome.status, PaymentStatus)
+        assert isinstance(outcome.status, IntentStatus)
 
 
 @pytest.mark.parametrize("payment_method", ["pm_card_nope", "", "tok_visa", "PM_CARD_VISA"])
@@ -187,7 +185,7 @@ def test_file_store_is_shared_between_instances(tmp_path: Path) -> None:
 
     reader.complete_action(action.intent_id)
 
-    assert writer.retrieve(action.intent_id).status is PaymentStatus.SUCCEEDED
+    assert writer.retrieve(action.intent_id).status is IntentStatus.SUCCEEDED
     assert [r.intent_id for r in reader.intents("ord_1")] == [action.intent_id]
 
 
@@ -281,5 +279,5 @@ def test_replay_repeats_the_first_answer_like_stripe() -> None:
     )
 
     assert replay == first
-    assert replay.status is PaymentStatus.REQUIRES_ACTION
-    assert provider.retrieve(first.intent_id).status is PaymentStatus.SUCCEEDED
+    assert replay.status is IntentStatus.REQUIRES_ACTION
+    assert provider.retrieve(first.intent_id).status is IntentStatus.SUCCEEDED

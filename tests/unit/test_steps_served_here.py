@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 import celeryconfig
-from orderflow.fulfilment.steps import Step
+from orderflow.steps import Step
 from tasks import runtime
 from workers import signals
 

@@ -28,14 +28,11 @@ class EmailKind(StrEnum):
 
 
 def schedule(session: Session, step: Step, order_id: str, **kwargs: Any) -> None:
-    outbox.enqueue(session, step.value, order_id, _arguments(order_id, kwargs))
+    """Run ``step`` for the order once the caller's transaction commits."""
+    outbox.enqueue(session, step_message(step, order_id, **kwargs))
 
 
 def step_message(step: Step, order_id: str, **kwargs: Any) -> dict[str, Any]:
-    """The outbox row that schedules ``step``, for ``outbox.insert_message`` within a larger
-    statement (the intake's)."""
-    return outbox.new_message(step.value, order_id, _arguments(order_id, kwargs))
-
-
-def _arguments(order_id: str, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"order_id": order_id, **extra}
+    """The outbox row that schedules ``step``: written by ``schedule``, or within a larger
+    statement (the placement's)."""
+    return outbox.new_message(step.value, order_id, {"order_id": order_id, **kwargs})

@@ -1,0 +1,46 @@
+"""Every kind of event, as enums: one vocabulary for the order timeline, one for the facts
+the outside world is told about (the event feed and outgoing webhooks)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderEventType(StrEnum):
+    """An entry of an order's own timeline (``GET /orders/{id}/events``, ``order_events``)."""
+
+    ORDER_PLACED = "order_placed"
+    STATUS_CHANGED = "status_changed"
+    STOCK_RESERVED = "stock_reserved"
+    STOCK_RELEASED = "stock_released"
+    PAYMENT_REQUIRES_ACTION = "payment_requires_action"
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_UNAVAILABLE = "payment_unavailable"
+    PAYMENT_REDRIVEN = "payment_redriven"
+    PAYMENT_REFUNDED = "payment_refunded"
+    PAYMENT_ANOMALY = "payment_anomaly"
+    INVOICE_GENERATED = "invoice_generated"
+    EMAIL_SENT = "email_sent"
+
+
+class EventType(StrEnum):
+    """A business fact as integrators see it (``subject.verb``)."""
+
+    ORDER_PLACED = "order.placed"
+    ORDER_CONFIRMED = "order.confirmed"
+    ORDER_FAILED = "order.failed"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_UPDATED = "order.updated"
+    ORDER_SHIPPED = "order.shipped"
+    ORDER_DELIVERED = "order.delivered"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    INVOICE_GENERATED = "invoice.generated"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+    SHIPMENT_CREATED = "shipment.created"
+    SHIPMENT_UPDATED = "shipment.updated"
+    SHIPMENT_DELIVERED = "shipment.delivered"
+    RETURN_REQUESTED = "return.requested"
+    RETURN_RECEIVED = "return.received"

@@ -1,0 +1,45 @@
+"""Every status of the order aggregate as an enum, in one place: the order's own (whose moves
+``orders.state`` rules), its payment status, and the kind and status of its payment rows."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class PaymentStatus(StrEnum):
+    UNPAID = "unpaid"
+    PROCESSING = "processing"
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+class PaymentKind(StrEnum):
+    """What a ``payments`` row is: the order's one charge, or its one refund."""
+
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class PaymentRecordStatus(StrEnum):
+    """Where a ``payments`` row stands. ``succeeded`` and ``declined`` are final; a charge is
+    ``unavailable`` while parked after the provider could not be reached."""
+
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    UNAVAILABLE = "unavailable"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (PaymentRecordStatus.SUCCEEDED, PaymentRecordStatus.DECLINED)
