@@ -25,11 +25,11 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import cookie_parser
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ACCESS_COOKIE, REFRESH_COOKIE
 from api.observability import REQUEST_ID_HEADER
@@ -134,8 +134,22 @@ def _own_origin(scope: Scope, headers: Headers) -> str | None:
 
 
 class _Cors(CORSMiddleware):
-    """Starlette's CORS middleware, with a refused preflight that carries no allow header at
-    all (Starlette's still lists the methods, headers and credentials) and is problem+json."""
+    """Starlette's CORS middleware, except that an origin not allowed gets no CORS header at
+    all (Starlette's still sends it ``Allow-Credentials``, ``Expose-Headers`` and, on a
+    preflight, the allowed methods and headers), and a refused preflight is problem+json."""
+
+    async def send(self, message: Message, send: Send, request_headers: Headers) -> None:
+        origin = request_headers.get("origin")
+        if (
+            message["type"] == "http.response.start"
+            and origin is not None
+            and not self.is_allowed_origin(origin=origin)
+        ):
+            message.setdefault("headers", [])
+            MutableHeaders(scope=message).add_vary_header("Origin")
+            await send(message)
+            return
+        await super().send(message, send, request_headers)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         if not self.is_allowed_origin(origin=request_headers["origin"]):
