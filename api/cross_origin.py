@@ -1,44 +1,47 @@
-"""Browsers on other origins: who may read answers (CORS) and who may write with the cookie
-(the cross-site request check, against CSRF).
+"""Browsers on other origins: who may write with the auth cookie (the cross-site request
+check, against CSRF) and who may read answers (CORS).
 
-**Writes.** A state-changing request (any method but GET, HEAD and OPTIONS) that carries no
-``Authorization: Bearer`` token must come from a trusted origin when it says where it comes
-from, and must say so when it carries an auth cookie (``orderflow_access`` or
-``orderflow_refresh``): its ``Origin`` header, or failing that its ``Referer``, names this
-API's own origin or one in ``ORDERFLOW_CORS_ORIGINS``. Otherwise it is answered 403 before
-any route runs, so nothing is written. This is OWASP's "verify the origin with standard
-headers": browsers set ``Origin`` on every cross-origin write and a page cannot forge it,
-while a bearer token is never sent by a browser on its own, so bearer callers (and callers
-without a cookie or an ``Origin``, such as scripts and Stripe) are not concerned. Refusing a
-foreign ``Origin`` on a request without a cookie covers login CSRF: a page cannot log its
-visitor into the attacker's account.
+**Writes.** A state-changing request (any method but GET, HEAD and OPTIONS) authenticated by
+a cookie (``orderflow_access``, or ``orderflow_refresh`` on ``POST /auth/refresh``) rather
+than an ``Authorization: Bearer`` token must name where it comes from, in ``Origin`` or,
+failing that, ``Referer``, and that origin must be this API's own or one in
+``ORDERFLOW_CORS_ORIGINS``; otherwise 403 problem+json before the route does anything. This
+is OWASP's "verify the origin with standard headers": browsers send ``Origin`` on every
+cross-origin write (and on same-origin ones) and no page can forge it, whereas a bearer token
+is never attached by a browser on its own, so bearer callers are not concerned. The check
+sits where a cookie becomes a caller (``api.deps.access_token_of``, the refresh route), so
+every route that takes the cookie has it and a request that the cookie does not
+authenticate (register, login, a webhook) is not refused for a cookie it happens to carry.
+
+**Login** refuses a foreign ``Origin`` (or ``Referer``) too: otherwise a page could log its
+visitor into the attacker's account (login CSRF) and read what they then order and where it
+goes. A login naming no origin at all is a script or an app, and is taken.
 
 **The API's own origin** is the request's scheme (``https`` only when uvicorn is told so by
-a trusted proxy: ``--proxy-headers``) and its ``Host`` header, the address the browser used.
+a trusted proxy: ``--proxy-headers``) with its ``Host`` header, the address the browser used.
 
 **Reads.** Starlette's CORS middleware answers for the allowed origins only, with
-credentials; a preflight from any other origin is refused without a single allow header.
+credentials; any other origin gets no CORS header at all, and its preflight a 403.
 """
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import structlog
-from fastapi import FastAPI
-from fastapi.security.utils import get_authorization_scheme_param
+from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import cookie_parser
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Send
 
-from api.deps import ACCESS_COOKIE, REFRESH_COOKIE
 from api.observability import REQUEST_ID_HEADER
 from api.problems import problem
+from orderflow.errors import Forbidden
 from orderflow.origins import origin_of
 from orderflow.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-AUTH_COOKIES = (ACCESS_COOKIE, REFRESH_COOKIE)
 #: What a front end on an allowed origin may send and read besides the CORS-safelisted ones.
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER)
@@ -47,74 +50,53 @@ EXPOSED_HEADERS = ("Location", "Retry-After", "Idempotent-Replayed", REQUEST_ID_
 log = structlog.get_logger("api.cross_origin")
 
 
-def install_cross_origin(app: FastAPI, settings: Settings) -> None:
-    """Both checks, the CORS middleware outside the write check, so that an allowed front
-    end can read every answer, refusals included."""
-    app.add_middleware(CrossSiteWriteCheck, allowed_origins=settings.cors_origins)
-    app.add_middleware(
-        _Cors,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=ALLOWED_METHODS,
-        allow_headers=ALLOWED_HEADERS,
-        expose_headers=EXPOSED_HEADERS,
+class CrossSiteRequest(Forbidden):
+    slug, title = "cross-site-request", "Cross-site request refused"
+
+
+def check_cookie_request(request: Request) -> None:
+    """For a request a cookie authenticates: a write must name a trusted origin."""
+    if request.method in SAFE_METHODS:
+        return
+    source, claimed = _claimed_origin(request.headers)
+    if source is None:
+        _refuse(
+            request,
+            "a request authenticated by cookie must send Origin (or Referer); "
+            "a script sends Authorization: Bearer instead",
+        )
+    _check_trusted(request, source, claimed)
+
+
+async def no_foreign_origin(request: Request) -> None:
+    """A dependency: a request naming an origin must name a trusted one (login CSRF)."""
+    source, claimed = _claimed_origin(request.headers)
+    if source is not None:
+        _check_trusted(request, source, claimed)
+
+
+NoForeignOrigin = Depends(no_foreign_origin)
+
+
+def _check_trusted(request: Request, source: str, claimed: str | None) -> None:
+    settings: Settings = request.app.state.settings
+    if claimed is not None and (
+        claimed in settings.cors_origins or claimed == _own_origin(request)
+    ):
+        return
+    sent = (request.headers.get(source) or "")[:200]
+    _refuse(
+        request,
+        f"{source.title()} {sent!r} is neither this API's origin nor in "
+        "ORDERFLOW_CORS_ORIGINS: a page of another site may not act here for its visitor",
     )
 
 
-class CrossSiteWriteCheck:
-    """The write rule of the module docstring, as ASGI middleware: every route, present and
-    future, is covered, and a refused request never reaches one."""
-
-    def __init__(self, app: ASGIApp, allowed_origins: tuple[str, ...]) -> None:
-        self.app = app
-        self.allowed_origins = frozenset(allowed_origins)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            refusal = self.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def refusal(self, scope: Scope) -> Response | None:
-        headers = Headers(scope=scope)
-        if _has_bearer_token(headers):
-            return None
-        source, claimed = _claimed_origin(headers)
-        if source is None:  # says nothing of where it comes from
-            if not _has_auth_cookie(headers):
-                return None
-            detail = "a request authenticated by cookie must send Origin (or Referer)"
-        elif claimed is not None and (
-            claimed in self.allowed_origins or claimed == _own_origin(scope, headers)
-        ):
-            return None
-        else:
-            sent = (headers.get(source) or "")[:200]
-            detail = (
-                f"{source.title()} {sent!r} is neither this API's origin nor in "
-                "ORDERFLOW_CORS_ORIGINS: a page of another site may not write here"
-            )
-        log.warning(
-            "cross-site request refused",
-            method=scope["method"],
-            path=scope.get("path"),
-            detail=detail,
-        )
-        return problem(403, detail, slug="cross-site-request", title="Cross-site request refused")
-
-
-def _has_bearer_token(headers: Headers) -> bool:
-    """As ``HTTPBearer`` reads it: another scheme (``Basic``, which a browser may attach by
-    itself) leaves the request to the cookie."""
-    scheme, credentials = get_authorization_scheme_param(headers.get("authorization"))
-    return scheme.lower() == "bearer" and bool(credentials)
-
-
-def _has_auth_cookie(headers: Headers) -> bool:
-    cookies = cookie_parser(headers.get("cookie", ""))
-    return any(cookies.get(name) for name in AUTH_COOKIES)
+def _refuse(request: Request, detail: str) -> NoReturn:
+    log.warning(
+        "cross-site request refused", method=request.method, path=request.url.path, detail=detail
+    )
+    raise CrossSiteRequest(detail)
 
 
 def _claimed_origin(headers: Headers) -> tuple[str | None, str | None]:
@@ -128,9 +110,20 @@ def _claimed_origin(headers: Headers) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _own_origin(scope: Scope, headers: Headers) -> str | None:
-    host = headers.get("host")
-    return origin_of(f"{scope.get('scheme', 'http')}://{host}") if host else None
+def _own_origin(request: Request) -> str | None:
+    host = request.headers.get("host")
+    return origin_of(f"{request.url.scheme}://{host}") if host else None
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(
+        _Cors,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=ALLOWED_METHODS,
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+    )
 
 
 class _Cors(CORSMiddleware):

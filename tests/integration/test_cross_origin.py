@@ -236,12 +236,21 @@ def test_login_from_a_foreign_origin_is_refused(
 
 
 def test_register_and_login_without_origin_still_work(api: httpx.Client) -> None:
-    """Scripts, mobile apps and servers send neither Origin nor a cookie: not concerned."""
+    """Scripts, mobile apps and servers send no Origin: not concerned, even when their
+    cookie jar holds a cookie from an earlier login (the cookie authenticates neither)."""
     email = "script@example.com"
     assert (
         api.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
     )
     assert api.post("/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+    assert api.cookies.get("orderflow_access")
+    again = api.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert again.status_code == 200, again.text
+    other = {"email": "second@example.com", "password": PASSWORD}
+    assert api.post("/auth/register", json=other).status_code == 201
+    # A refresh token sent in the body is not the cookie either.
+    refresh = api.post("/auth/refresh", json={"refresh_token": again.json()["refresh_token"]})
+    assert refresh.status_code == 200, refresh.text
 
 
 # --- the real front-end paths still work -------------------------------------------------------
