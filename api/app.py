@@ -10,6 +10,7 @@ import redis.asyncio
 from fastapi import APIRouter, FastAPI
 
 from api import metrics
+from api.cross_origin import install_cors
 from api.deps import install_caller_work
 from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectUnusableParameters)
+    install_cors(app, settings)  # outside the checks above: their answers carry CORS too
     app.add_middleware(RequestObservability)  # outermost: every answer gets a request id
     app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)
 

@@ -13,6 +13,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.cross_origin import check_cookie_request
 from orderflow.auth import service as auth
 from orderflow.auth.tokens import AccessClaims
 from orderflow.db import Database
@@ -124,6 +125,7 @@ async def access_token_of(
         return credentials.credentials
     cookie = request.cookies.get(ACCESS_COOKIE)
     if cookie:
+        check_cookie_request(request)  # a browser's cookie: against cross-site requests
         return cookie
     raise NotAuthenticated("log in first: send Authorization: Bearer <token>")
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orderflow.origins import EXAMPLE as ORIGIN_EXAMPLE
+from orderflow.origins import NotAnOrigin, configured_origin
 
 #: Where ``make run`` keeps its embedded servers' data, e-mails and invoices.
 DEFAULT_STATE_DIR = Path(".orderflow")
@@ -39,7 +42,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    #: Unset: true in production, false elsewhere (``_cookie_secure_by_environment``).
     cookie_secure: bool = False
+    #: Browser origins (``scheme://host[:port]``) of front ends on other origins that may
+    #: call the API with credentials (CORS) and write with the cookie (the cross-site check).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     idempotency_key_ttl_hours: int = Field(default=24, ge=24)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -80,6 +87,33 @@ class Settings(BaseSettings):
     #: shows them only when both share ``PROMETHEUS_MULTIPROC_DIR`` on one host).
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_only(cls, value: Any) -> Any:
+        """Comma-separated in the environment; each entry an origin, never ``*``."""
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value  # pydantic says what is wrong with it
+        origins = []
+        for entry in entries:
+            if not isinstance(entry, str) or not entry.strip():
+                continue
+            try:
+                origins.append(configured_origin(entry))
+            except NotAnOrigin as error:
+                raise ConfigError(
+                    f"ORDERFLOW_CORS_ORIGINS: {entry.strip()[:100]!r} is not an origin: {error}; "
+                    f"give comma-separated scheme://host[:port] origins, e.g. {ORIGIN_EXAMPLE}"
+                ) from None
+        return tuple(dict.fromkeys(origins))
+
+    @model_validator(mode="after")
+    def _cookie_secure_by_environment(self) -> Settings:
+        """Production serves HTTPS: its auth cookies are ``Secure`` unless told otherwise."""
+        if "cookie_secure" not in self.model_fields_set:
+            self.cookie_secure = self.environment == "production"
+        return self
 
     @model_validator(mode="after")
     def _real_providers_need_their_secrets(self) -> Settings:

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,9 @@ class _ThreadedServer(uvicorn.Server):
         pass
 
 
-@pytest.fixture(scope="session")
-def api_url(settings: Settings) -> Iterator[str]:
-    """The real API on a real socket, in a thread of the test process."""
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The real API for ``settings`` on a real socket, in a thread of the test process."""
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
     )
@@ -160,9 +161,17 @@ def api_url(settings: Settings) -> Iterator[str]:
             raise RuntimeError("the API server did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings) -> Iterator[str]:
+    with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from api.cross_origin import NoForeignOrigin, check_cookie_request
 from api.deps import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
@@ -66,8 +67,8 @@ def register(body: RegisterRequest, session: SessionDep) -> UserOut:
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 429),
-    dependencies=[LoginRateLimit],
+    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 429),
+    dependencies=[NoForeignOrigin, LoginRateLimit],
 )
 def login(
     body: LoginRequest, response: Response, session: SessionDep, settings: SettingsDep
@@ -75,7 +76,9 @@ def login(
     return _tokens_out(response, settings, auth.login(session, settings, body.email, body.password))
 
 
-@router.post("/refresh", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401))
+@router.post(
+    "/refresh", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401, 403)
+)
 def refresh(
     request: Request,
     response: Response,
@@ -83,13 +86,18 @@ def refresh(
     settings: SettingsDep,
     body: RefreshRequest | None = None,
 ) -> TokenOut:
-    token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+    token = body.refresh_token if body else None
     if not token:
-        raise NotAuthenticated("send the refresh token in the body or its cookie")
+        token = request.cookies.get(REFRESH_COOKIE)
+        if not token:
+            raise NotAuthenticated("send the refresh token in the body or its cookie")
+        check_cookie_request(request)
     return _tokens_out(response, settings, auth.refresh(session, settings, token))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401))
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403)
+)
 def logout(
     user: CurrentUser, token: AccessToken, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -100,7 +108,9 @@ def logout(
     return response
 
 
-@router.put("/password", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401))
+@router.put(
+    "/password", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401, 403)
+)
 def change_password(
     body: PasswordChangeRequest,
     user: CurrentUser,

@@ -145,7 +145,7 @@ def change_status(
 @router.delete(
     "/{order_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 403, 404, 409),
 )
 def cancel_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> Response:
     moves.cancel_order(session, order_id, viewer)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import stripe
 from fastapi import APIRouter, Header, Request
@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas.common import Currency, is_storable_text, problem_responses
+from api.webhook_payloads import webhook_object
 from orderflow.errors import BadRequest
 from orderflow.fulfilment.webhooks import ProviderEvent, handle_payment_event
 from orderflow.settings import Settings
@@ -20,12 +21,15 @@ TOLERANCE_SECONDS = 300
 
 
 def verify_stripe_event(payload: bytes, signature: str, settings: Settings) -> ProviderEvent:
-    """Check the ``Stripe-Signature`` header with the SDK, and refuse timestamps from the
-    future, which the SDK's tolerance check lets through."""
+    """Check the ``Stripe-Signature`` header with the SDK, refuse timestamps from the future,
+    which the SDK's tolerance check lets through, then read the body with the webhook guard
+    and check the fields the handler uses. (``stripe.Webhook.construct_event`` would parse
+    the body itself, unguarded: ``[]`` failed in it with AttributeError, deep nesting with
+    RecursionError.)"""
     if settings.stripe_webhook_secret is None:
         raise BadRequest("webhooks are not configured: set ORDERFLOW_STRIPE_WEBHOOK_SECRET")
     try:
-        event = stripe.Webhook.construct_event(
+        stripe.WebhookSignature.verify_header(
             payload,
             signature,
             settings.stripe_webhook_secret.get_secret_value(),
@@ -36,12 +40,12 @@ def verify_stripe_event(payload: bytes, signature: str, settings: Settings) -> P
     stamp = dict(part.split("=", 1) for part in signature.split(",") if "=" in part).get("t", "0")
     if not stamp.isdigit() or int(stamp) > time.time() + TOLERANCE_SECONDS:
         raise BadRequest("invalid webhook: timestamp outside the tolerance")
-    data: dict[str, Any] = event.to_dict() if hasattr(event, "to_dict") else dict(event)
-    try:
-        found = ProviderEvent(str(data["id"]), str(data["type"]), dict(data["data"]["object"]))
-    except (KeyError, TypeError) as error:
-        raise BadRequest("invalid webhook: not a Stripe event") from error
-    _check_shape(data, found)
+    data = webhook_object(payload)
+    event = _checked(_Event, data)
+    found = ProviderEvent(event.id, event.type, event.data.object)
+    shape = _OBJECT_SHAPES.get(found.type)
+    if shape is not None:
+        _checked(shape, found.object, within="data.object")
     return found
 
 
@@ -49,7 +53,7 @@ def verify_stripe_event(payload: bytes, signature: str, settings: Settings) -> P
 # event that does not fit is a bad payload (400), not a database error (500).
 ProviderId = Annotated[str, Field(min_length=1, max_length=255)]
 ShortCode = Annotated[str, Field(max_length=64)]
-MinorUnits = Annotated[int, Field(ge=0, strict=True)]
+MinorUnits = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]  # a BIGINT column
 
 
 class _Inbound(BaseModel):
@@ -63,9 +67,14 @@ class _Inbound(BaseModel):
         return value
 
 
+class _EventData(_Inbound):
+    object: dict[str, Any]
+
+
 class _Event(_Inbound):
     id: ProviderId
     type: ShortCode
+    data: _EventData
 
 
 class _Metadata(_Inbound):
@@ -109,15 +118,15 @@ _OBJECT_SHAPES: dict[str, type[_Inbound]] = {
 }
 
 
-def _check_shape(data: dict[str, Any], event: ProviderEvent) -> None:
+M = TypeVar("M", bound=_Inbound)
+
+
+def _checked(shape: type[M], data: dict[str, Any], *, within: str = "") -> M:
     try:
-        _Event.model_validate(data)
-        shape = _OBJECT_SHAPES.get(event.type)
-        if shape is not None:
-            shape.model_validate(event.object)
+        return shape.model_validate(data)
     except ValidationError as error:
-        where = ".".join(str(part) for part in error.errors()[0]["loc"])
-        raise BadRequest(f"invalid webhook: unexpected {where or 'payload'}") from error
+        where = ".".join([within, *(str(part) for part in error.errors()[0]["loc"])])
+        raise BadRequest(f"invalid webhook: unexpected {where.strip('.') or 'payload'}") from None
 
 
 @router.post("/stripe", responses=problem_responses(400, 413))

@@ -8,7 +8,9 @@ fails ``test_every_route_is_classified`` until someone says who may call it).
 Covered elsewhere, not repeated here: refresh-token reuse after rotation revoking the whole
 session (``test_auth.test_refresh_rotates_and_reuse_revokes_the_whole_session``), webhook
 signatures and replays beyond the 300 s tolerance
-(``test_webhooks.test_unverifiable_webhooks_are_400_and_change_nothing``).
+(``test_webhooks.test_unverifiable_webhooks_are_400_and_change_nothing``), signed webhook
+bodies that are not a usable event (``test_webhook_payloads``), pages of other sites riding
+the auth cookie (CSRF) and CORS (``test_cross_origin``).
 """
 
 from __future__ import annotations
@@ -381,8 +383,12 @@ def test_no_bad_token_opens_any_route(
         answer = _send(callers["anonymous"], target, headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, (name, answer.text[:200])
         _assert_problem(answer, 401)
+        # From the API's own origin, as its own pages send it: the cross-site request check
+        # (test_cross_origin) lets it through, so the token is what is refused.
         cookie = _send(
-            callers["anonymous"], target, headers={"Cookie": f"orderflow_access={token}"}
+            callers["anonymous"],
+            target,
+            headers={"Cookie": f"orderflow_access={token}", "Origin": world.api_url},
         )
         assert cookie.status_code == 401, (name, "as a cookie")
     assert _snapshot(database, world) == before
