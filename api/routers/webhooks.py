@@ -5,6 +5,7 @@ from typing import Annotated, Any, TypeVar
 
 import stripe
 from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.deps import SessionDep, SettingsDep
@@ -137,4 +138,7 @@ async def stripe_webhook(
     stripe_signature: Annotated[str, Header(alias="Stripe-Signature", max_length=2000)] = "",
 ) -> dict[str, str]:
     event = verify_stripe_event(await request.body(), stripe_signature, settings)
-    return {"received": event.id, "outcome": handle_payment_event(session, event)}
+    # Off the event loop: applying the event may wait on the order's row lock, held by a
+    # worker, and the loop must go on serving every other request meanwhile.
+    outcome = await run_in_threadpool(handle_payment_event, session, event)
+    return {"received": event.id, "outcome": outcome}
