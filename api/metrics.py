@@ -74,7 +74,7 @@ class SystemCollector(Collector):
                     )
                     backlog, oldest = outbox.backlog(session)
                     stuck = stuck_orders(session, self.stall_seconds)
-                    stalled = find_stalled_work(session, self.stall_seconds)
+                    stalled = find_stalled_work(session, self.stall_seconds, since_last_event=True)
                 finally:
                     session.rollback()  # read only
         except Exception as error:  # a scrape must not fail; the up gauge tells
@@ -92,14 +92,16 @@ class SystemCollector(Collector):
             ),
             _labelled(
                 "orderflow_orders_stuck",
-                "Pending orders untouched for longer than the sweeper's threshold, by reason "
-                "(stalled, or the failure they are parked on)",
+                "Pending orders that have not moved (no new event) for longer than the "
+                "sweeper's threshold, by reason: stalled, awaiting_customer_action, or the "
+                "failure they are parked on",
                 "reason",
                 stuck,
             ),
             _labelled(
                 "orderflow_stalled_work",
-                "Steps owed for longer than the sweeper's threshold (capped per sweep batch)",
+                "Steps owed for longer than the sweeper's threshold, counted from the order's "
+                "last event (capped per sweep batch)",
                 "step",
                 steps,
             ),
