@@ -16,9 +16,10 @@ from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
-from api.routers import auth, health, orders, products, webhooks
+from api.routers import auth, health, local_payments, orders, products, webhooks
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
+from orderflow.payments.local import LocalPaymentProvider
 from orderflow.settings import Settings
 from orderflow.startup import check_services, exit_on_config_error, load_settings
 
@@ -48,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limit_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
         install_rate_limits(app.state, rate_limit_redis, settings)
         install_caller_work(app.state)
+        if settings.payment_provider == "local":
+            app.state.local_payments = LocalPaymentProvider(
+                store_dir=settings.state_dir / "payments"
+            )
         yield
         await rate_limit_redis.aclose()
         app.state.redis.close()
@@ -68,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for router in (
+    routers = [
         auth.router,
         products.router,
         orders.router,
@@ -76,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         health.router,
         metrics.router,
-    ):
+    ]
+    if settings.payment_provider == "local":  # the customer's part of 3-D Secure, played here
+        routers.append(local_payments.router)
+    for router in routers:
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(health.router)

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from api.deps import (
     ViewerDep,
 )
 from api.ratelimit import OrderRateLimit
+from api.routers import local_payments
 from api.schemas.common import BODY_PROBLEMS, ListPage, Rfc3339DateTime, problem_responses
 from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
 from orderflow import idempotency
@@ -26,7 +28,8 @@ from orderflow.fulfilment.invoicing import invoice_pdf
 from orderflow.models import Order
 from orderflow.orders import service as orders
 from orderflow.orders.service import Viewer
-from orderflow.statuses import OrderStatus
+from orderflow.payments.local import TEST_PAYMENT_METHODS
+from orderflow.statuses import OrderStatus, PaymentStatus
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -46,9 +49,41 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def order_page(page: orders.Page[Order]) -> ListPage[OrderOut]:
+def awaits_local_authentication(order: Order) -> bool:
+    """The order waits for the customer to authenticate its payment with the local
+    provider: pending, its charge answered with an intent that is neither paid nor
+    declined, and a payment method that asks for 3-D Secure."""
+    outcome = TEST_PAYMENT_METHODS.get(order.payment_method)
+    return (
+        order.status == OrderStatus.PENDING.value
+        and order.payment_status == PaymentStatus.PROCESSING.value
+        and order.payment_intent_id is not None
+        and order.failure_reason is None
+        and outcome is not None
+        and outcome.stripe_status == "requires_action"
+    )
+
+
+async def order_renderer(request: Request, settings: SettingsDep) -> Callable[[Order], OrderOut]:
+    """How this request shows an order: with the local provider, an order waiting for 3-D
+    Secure carries the address of the local page that plays the customer's part."""
+    local = settings.payment_provider == "local"
+
+    def render(order: Order) -> OrderOut:
+        url = None
+        if local and awaits_local_authentication(order):
+            url = str(request.url_for(local_payments.PAGE_ROUTE, intent_id=order.payment_intent_id))
+        return OrderOut.of(order, next_action_url=url)
+
+    return render
+
+
+RenderOrder = Annotated[Callable[[Order], OrderOut], Depends(order_renderer)]
+
+
+def order_page(page: orders.Page[Order], render: Callable[[Order], OrderOut]) -> ListPage[OrderOut]:
     return ListPage(
-        items=[OrderOut.of(order) for order in page.items],
+        items=[render(order) for order in page.items],
         total=page.total,
         limit=page.limit,
         offset=page.offset,
@@ -115,6 +150,7 @@ def _place(
 def list_orders(
     viewer: ViewerDep,
     session: SessionDep,
+    render: RenderOrder,
     status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
     created_after: Rfc3339DateTime | None = None,
@@ -123,12 +159,14 @@ def list_orders(
     offset: Offset = 0,
 ) -> ListPage[OrderOut]:
     filters = orders.OrderFilter(customer_id, status_, created_after, created_before)
-    return order_page(orders.list_orders(session, viewer, filters, limit, offset))
+    return order_page(orders.list_orders(session, viewer, filters, limit, offset), render)
 
 
 @router.get("/{order_id}", response_model=OrderOut, responses=problem_responses(401, 404))
-def get_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> OrderOut:
-    return OrderOut.of(orders.get_order(session, order_id, viewer))
+def get_order(
+    order_id: str, viewer: ViewerDep, session: SessionDep, render: RenderOrder
+) -> OrderOut:
+    return render(orders.get_order(session, order_id, viewer))
 
 
 @router.put(
@@ -137,9 +175,9 @@ def get_order(order_id: str, viewer: ViewerDep, session: SessionDep) -> OrderOut
     responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409),
 )
 def change_status(
-    order_id: str, body: StatusChange, viewer: ViewerDep, session: SessionDep
+    order_id: str, body: StatusChange, viewer: ViewerDep, session: SessionDep, render: RenderOrder
 ) -> OrderOut:
-    return OrderOut.of(moves.change_status(session, order_id, body.status, viewer))
+    return render(moves.change_status(session, order_id, body.status, viewer))
 
 
 @router.delete(
@@ -200,8 +238,9 @@ def customer_orders(
     customer_id: str,
     viewer: ViewerDep,
     session: SessionDep,
+    render: RenderOrder,
     limit: Limit = DEFAULT_PAGE_LIMIT,
     offset: Offset = 0,
 ) -> ListPage[OrderOut]:
     page = orders.list_customer_orders(session, viewer, customer_id, limit, offset)
-    return order_page(page)
+    return order_page(page, render)

@@ -63,11 +63,17 @@ class OrderOut(BaseModel):
     invoice_number: str | None
     payment_intent_id: str | None
     failure_reason: str | None
+    next_action_url: str | None = Field(
+        default=None,
+        description="Where the customer authenticates the payment (3-D Secure) while the "
+        "order waits for it: with the local payment provider, this API's own page; "
+        "otherwise null.",
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, order: Order) -> OrderOut:
+    def of(cls, order: Order, next_action_url: str | None = None) -> OrderOut:
         return cls(
             id=order.id,
             customer_id=order.customer_id,
@@ -91,6 +97,7 @@ class OrderOut(BaseModel):
             invoice_number=order.invoice_number,
             payment_intent_id=order.payment_intent_id,
             failure_reason=order.failure_reason,
+            next_action_url=next_action_url,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )

@@ -314,8 +314,9 @@ def profile(max_examples: int) -> dict[str, Any]:
 
 def served_spec() -> dict[str, Any]:
     """The OpenAPI document the app serves at ``/openapi.json``. It depends on no setting
-    (``test_the_fuzzed_spec_is_the_served_one`` compares it with the live server's), so the
-    settings are the defaults, not read from the environment."""
+    but the payment provider (the local payment pages exist only with the local one, the
+    default and the tests'; ``test_the_fuzzed_spec_is_the_served_one`` compares it with the
+    live server's), so the settings are the defaults, not read from the environment."""
     return create_app(Settings.model_construct(environment="test")).openapi()
 
 

@@ -80,6 +80,11 @@ PUBLIC_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/products"),
     ("GET", f"{PREFIX}/products/{{product_id}}"),
     ("POST", f"{PREFIX}/webhooks/stripe"),  # authenticated by its signature
+    # Local payment provider only: like Stripe's hosted 3-D Secure page, the intent id is
+    # the key; it plays a bank that does not exist in production.
+    ("GET", f"{PREFIX}/local-payments/{{intent_id}}"),
+    ("POST", f"{PREFIX}/local-payments/{{intent_id}}/complete"),
+    ("POST", f"{PREFIX}/local-payments/{{intent_id}}/fail"),
     ("GET", f"{PREFIX}/healthz"),
     ("GET", f"{PREFIX}/readyz"),
     ("GET", "/healthz"),
