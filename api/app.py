@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 import redis
 import redis.asyncio
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import metrics
 from api.cross_origin import install_cors
 from api.deps import install_caller_work
 from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
+from api.openapi_text import API_DESCRIPTION, OPENAPI_TAGS
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
 from api.routers import auth, health, local_payments, orders, products, webhooks
@@ -58,11 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis.close()
         app.state.database.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) with their assets served from the installed
+    # fastapi-offline package under /static-offline-docs: no CDN, so they work offline.
+    app = FastAPIOffline(
         title="orderflow",
         version="1.0.0",
-        description="Order intake API. Errors are RFC 9457 application/problem+json.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        openapi_tags=OPENAPI_TAGS,
+        swagger_ui_parameters={"displayRequestDuration": True},
     )
     app.state.settings = settings
     install_problem_handlers(app)
