@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import httpx
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SettingsDep
-from api.schemas.common import problem_responses
+from api.schemas.common import problem_example, problem_responses
 from orderflow.errors import Conflict, NotFound, OrderflowError
 from orderflow.payments import PaymentNotFound, PaymentRejected
 from orderflow.payments.local import LocalPaymentProvider
@@ -52,6 +52,39 @@ _PAGE_EXAMPLE = (
 )
 
 
+_SETTLE_PROBLEMS = {
+    404: {
+        "unknown-payment": problem_example(
+            404, "not-found", "Not found", "no local payment pi_local_3f9c2a71b0d44e8c9a1f0b2c"
+        )
+    },
+    409: {
+        "already-paid": problem_example(
+            409,
+            "conflict",
+            "Conflict",
+            "PaymentIntent pi_local_3f9c2a71b0d44e8c9a1f0b2c is succeeded: there is nothing "
+            "for the customer to authenticate",
+        ),
+        "no-secret": problem_example(
+            409,
+            "conflict",
+            "Conflict",
+            "no webhook secret to sign with: set ORDERFLOW_STRIPE_WEBHOOK_SECRET (make run "
+            "makes one and keeps it in the state dir)",
+        ),
+    },
+    502: {
+        "webhook-refused": problem_example(
+            502,
+            "local-webhook-refused",
+            "Webhook refused",
+            "POST /webhooks/stripe answered 400: invalid webhook: SignatureVerificationError",
+        )
+    },
+}
+
+
 class WebhookRefused(OrderflowError):
     """The API's own webhook route refused what this page sent (a wrong secret, say)."""
 
@@ -66,7 +99,7 @@ def _provider(request: Request) -> LocalPaymentProvider:
 @router.get(
     "/{intent_id}",
     name=PAGE_ROUTE,
-    response_class=HTMLResponse,
+    response_class=Response,  # HTML; its errors are problem+json like everywhere else
     summary="Local 3-D Secure page for a payment",
     description=(
         "Only with the local payment provider. The page a customer would see at their bank: "
@@ -82,7 +115,7 @@ def _provider(request: Request) -> LocalPaymentProvider:
             "description": "The page",
             "content": {"text/html": {"example": _PAGE_EXAMPLE}},
         },
-        **problem_responses(404),
+        **problem_responses(404, examples={404: _SETTLE_PROBLEMS[404]}),
     },
 )
 async def local_payment_page(
@@ -101,6 +134,7 @@ async def local_payment_page(
 @router.post(
     "/{intent_id}/complete",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     summary="Authenticate a local payment",
     description=(
         "Plays the customer completing 3-D Secure: the local PaymentIntent becomes "
@@ -112,9 +146,8 @@ async def local_payment_page(
         303: {
             "description": "Done; back to the page, which shows the outcome",
             "headers": {"Location": {"schema": {"type": "string"}}},
-            "content": {"text/plain": {"example": ""}},
         },
-        **problem_responses(404, 409, 502),
+        **problem_responses(404, 409, 502, examples=_SETTLE_PROBLEMS),
     },
 )
 async def complete_local_payment(
@@ -126,6 +159,7 @@ async def complete_local_payment(
 @router.post(
     "/{intent_id}/fail",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     summary="Fail a local payment's authentication",
     description=(
         "Plays the customer failing 3-D Secure: the local PaymentIntent goes back to "
@@ -138,9 +172,8 @@ async def complete_local_payment(
         303: {
             "description": "Done; back to the page, which shows the outcome",
             "headers": {"Location": {"schema": {"type": "string"}}},
-            "content": {"text/plain": {"example": ""}},
         },
-        **problem_responses(404, 409, 502),
+        **problem_responses(404, 409, 502, examples=_SETTLE_PROBLEMS),
     },
 )
 async def fail_local_payment(
