@@ -12,7 +12,7 @@ Password = Annotated[str, Field(min_length=1, max_length=128, pattern=NON_BLANK)
 
 class RegisterRequest(RequestBody):
     model_config = with_examples(
-        {"email": "jane@example.com", "password": "correct-horse-42", "name": "Jane"}
+        {"email": "jane@example.com", "password": "paper-kite-2718", "name": "Jane"}
     )
 
     email: EmailStr
@@ -21,7 +21,7 @@ class RegisterRequest(RequestBody):
 
 
 class LoginRequest(RequestBody):
-    model_config = with_examples({"email": "jane@example.com", "password": "correct-horse-42"})
+    model_config = with_examples({"email": "jane@example.com", "password": "paper-kite-2718"})
 
     email: Annotated[str, Field(min_length=3, max_length=320)]
     password: Password
@@ -35,7 +35,7 @@ class RefreshRequest(RequestBody):
 
 class PasswordChangeRequest(RequestBody):
     model_config = with_examples(
-        {"current_password": "correct-horse-42", "new_password": "battery-staple-77"}
+        {"current_password": "paper-kite-2718", "new_password": "lantern-moss-3141"}
     )
 
     current_password: Password
