@@ -40,7 +40,8 @@ IntentId = Annotated[
         examples=["pi_local_3f9c2a71b0d44e8c9a1f0b2c"],
     ),
 ]
-Delivered = Literal["applied", "duplicate", "ignored"]
+#: What the webhook route answered (``outcome``), shown by the page after a button.
+Delivered = Literal["applied", "duplicate", "ignored", "verifying", "anomaly"]
 
 _PAGE_EXAMPLE = (
     "<!doctype html><html><head><title>Authenticate payment</title></head><body>"

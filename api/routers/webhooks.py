@@ -140,12 +140,17 @@ def _checked(shape: type[M], data: dict[str, Any], *, within: str = "") -> M:
         "old or ahead); an event that fails the check changes nothing (400). Applied: "
         "`payment_intent.succeeded` (confirms the order), `payment_intent.payment_failed` "
         "(fails it, stock given back), `charge.refunded`; other types are acknowledged and "
-        "ignored. The order is found by the intent id, then by `metadata.order_id`. Each "
-        "event id is applied once: a redelivery answers `duplicate`."
+        "ignored. The order is found by the intent id, then by `metadata.order_id`. A signed "
+        "event is still only a claim: it changes an order only when it is about the order's "
+        "own recorded PaymentIntent and, for a success, the amount received and currency "
+        "equal the charge; an intent not recorded yet answers `verifying` (the charge step "
+        "asks the provider), a mismatch `anomaly` (a `payment_anomaly` event, nothing else "
+        "changes). Each event id is handled once: a redelivery answers `duplicate`."
     ),
     responses={
         200: {
-            "description": "Received: `outcome` is `applied`, `duplicate` or `ignored`",
+            "description": "Received: `outcome` is `applied`, `verifying`, `anomaly`, "
+            "`duplicate` or `ignored`",
             "content": {
                 "application/json": {
                     "examples": {
