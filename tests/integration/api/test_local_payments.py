@@ -22,7 +22,7 @@ from api.routers import local_payments
 from orderflow.db import Database
 from orderflow.models import Product, WebhookEvent
 from orderflow.money import Money
-from orderflow.payments import PaymentStatus
+from orderflow.payments import IntentStatus
 from orderflow.payments.local import LocalPaymentProvider
 from orderflow.payments.local_action import event_for, settle, signed_event, stripe_signature
 from orderflow.settings import Settings
@@ -88,7 +88,7 @@ def test_complete_on_the_local_page_confirms_the_order(
         assert order["next_action_url"] is None
         # The provider agrees, and the event went through the webhook route (stored by id).
         provider = LocalPaymentProvider(settings.state_dir / "payments")
-        assert provider.retrieve(intent_id).status is PaymentStatus.SUCCEEDED
+        assert provider.retrieve(intent_id).status is IntentStatus.SUCCEEDED
         with clean_database.unit_of_work() as session:
             stored = session.scalars(select(WebhookEvent).where(WebhookEvent.order_id == order_id))
             assert [event.type for event in stored] == ["payment_intent.succeeded"]
@@ -144,7 +144,7 @@ def waiting_intent(settings: Settings) -> str:
         payment_method="pm_card_authenticationRequired",
         idempotency_key=f"local-page-test-{time.time_ns()}",
     )
-    assert result.status is PaymentStatus.REQUIRES_ACTION
+    assert result.status is IntentStatus.REQUIRES_ACTION
     return result.intent_id
 
 
@@ -169,7 +169,7 @@ def test_without_a_webhook_secret_the_page_says_so(
     assert "ORDERFLOW_STRIPE_WEBHOOK_SECRET" in refused.json()["detail"]
     # Nothing moved.
     provider = LocalPaymentProvider(settings.state_dir / "payments")
-    assert provider.retrieve(waiting_intent).status is PaymentStatus.REQUIRES_ACTION
+    assert provider.retrieve(waiting_intent).status is IntentStatus.REQUIRES_ACTION
 
 
 def test_a_webhook_the_route_refuses_is_reported(
@@ -211,7 +211,7 @@ def test_the_event_is_signed_as_stripe_signs_and_carries_the_intent(tmp_path: Pa
         idempotency_key="k1",
     )
     intent = settle(provider, result.intent_id, succeed=True)
-    assert provider.retrieve(result.intent_id).status is PaymentStatus.SUCCEEDED
+    assert provider.retrieve(result.intent_id).status is IntentStatus.SUCCEEDED
     event, payload, signature = signed_event(intent, SECRET)
     verified = stripe.Webhook.construct_event(payload, signature, SECRET, tolerance=300)
     assert verified["type"] == "payment_intent.succeeded"
@@ -241,6 +241,6 @@ def test_a_failed_authentication_is_a_payment_failed_event(tmp_path: Path) -> No
     assert event["data"]["object"]["last_payment_error"]["code"] == (
         "payment_intent_authentication_failure"
     )
-    assert provider.retrieve(result.intent_id).status is PaymentStatus.DECLINED
+    assert provider.retrieve(result.intent_id).status is IntentStatus.DECLINED
     with pytest.raises(Exception, match="nothing for the customer"):
         settle(provider, result.intent_id, succeed=True)
