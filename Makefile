@@ -6,11 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+E2E_STAMP := $(VENV)/.e2e-installed
+#: The browser the e2e tests drive: Debian's package, never one Playwright downloads.
+CHROMIUM ?= /usr/bin/chromium
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run test venv lint chaos fuzz bench load clean-state
+.PHONY: run test e2e chromium venv lint chaos fuzz bench load clean-state
 
 venv: $(STAMP)
 
@@ -27,10 +30,30 @@ run: venv
 
 test: venv
 	$(BIN)/lint-imports
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz --ignore=tests/e2e $(PYTEST_ARGS)
+
+# Browser tests (tests/e2e): /docs and /redoc offline, the local 3-D Secure page. Installs
+# what they need when missing: Debian's chromium (apt, as root or through sudo) and the
+# e2e extra (Playwright for Python, which drives that chromium; no browser download).
+e2e: venv chromium $(E2E_STAMP)
+	ORDERFLOW_E2E_REQUIRED=1 ORDERFLOW_E2E_CHROMIUM=$(CHROMIUM) $(PYTEST) -q -n 0 tests/e2e $(PYTEST_ARGS)
+
+$(E2E_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,e2e]'
+	@touch $@
+
+chromium:
+	@test -x $(CHROMIUM) || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		echo "installing Debian's chromium (apt-get install chromium)"; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	}
+	@test -x $(CHROMIUM) || { echo "no chromium at $(CHROMIUM); set CHROMIUM=/path/to/chromium"; exit 1; }
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy orderflow api tasks workers celeryconfig.py
 	$(BIN)/lint-imports
 

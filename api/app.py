@@ -8,17 +8,20 @@ from contextlib import asynccontextmanager
 import redis
 import redis.asyncio
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import metrics
 from api.cross_origin import install_cors
 from api.deps import install_caller_work
 from api.middleware import BodySizeLimit, RejectUnusableParameters
 from api.observability import RequestObservability
+from api.openapi_text import API_DESCRIPTION, OPENAPI_TAGS
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
-from api.routers import auth, health, orders, products, webhooks
+from api.routers import auth, health, local_payments, orders, products, webhooks
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
+from orderflow.payments.local import LocalPaymentProvider
 from orderflow.settings import Settings
 from orderflow.startup import check_services, exit_on_config_error, load_settings
 
@@ -48,16 +51,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limit_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
         install_rate_limits(app.state, rate_limit_redis, settings)
         install_caller_work(app.state)
+        if settings.payment_provider == "local":
+            app.state.local_payments = LocalPaymentProvider(
+                store_dir=settings.state_dir / "payments"
+            )
         yield
         await rate_limit_redis.aclose()
         app.state.redis.close()
         app.state.database.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) with their assets served from the installed
+    # fastapi-offline package under /static-offline-docs: no CDN, so they work offline.
+    app = FastAPIOffline(
         title="orderflow",
         version="1.0.0",
-        description="Order intake API. Errors are RFC 9457 application/problem+json.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        openapi_tags=OPENAPI_TAGS,
+        swagger_ui_parameters={"displayRequestDuration": True},
     )
     app.state.settings = settings
     install_problem_handlers(app)
@@ -68,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for router in (
+    routers = [
         auth.router,
         products.router,
         orders.router,
@@ -76,7 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         health.router,
         metrics.router,
-    ):
+    ]
+    if settings.payment_provider == "local":  # the customer's part of 3-D Secure, played here
+        routers.append(local_payments.router)
+    for router in routers:
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(health.router)

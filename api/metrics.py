@@ -74,7 +74,7 @@ class SystemCollector(Collector):
                     )
                     backlog, oldest = outbox.backlog(session)
                     stuck = stuck_orders(session, self.stall_seconds)
-                    stalled = find_stalled_work(session, self.stall_seconds)
+                    stalled = find_stalled_work(session, self.stall_seconds, since_last_event=True)
                 finally:
                     session.rollback()  # read only
         except Exception as error:  # a scrape must not fail; the up gauge tells
@@ -92,14 +92,16 @@ class SystemCollector(Collector):
             ),
             _labelled(
                 "orderflow_orders_stuck",
-                "Pending orders untouched for longer than the sweeper's threshold, by reason "
-                "(stalled, or the failure they are parked on)",
+                "Pending orders that have not moved (no new event) for longer than the "
+                "sweeper's threshold, by reason: stalled, awaiting_customer_action, or the "
+                "failure they are parked on",
                 "reason",
                 stuck,
             ),
             _labelled(
                 "orderflow_stalled_work",
-                "Steps owed for longer than the sweeper's threshold (capped per sweep batch)",
+                "Steps owed for longer than the sweeper's threshold, counted from the order's "
+                "last event (capped per sweep batch)",
                 "step",
                 steps,
             ),
@@ -177,7 +179,35 @@ def metrics_response(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/metrics", response_class=Response, include_in_schema=True)
+_METRICS_EXAMPLE = """\
+# HELP orderflow_orders_placed_total Orders accepted and committed, by currency
+# TYPE orderflow_orders_placed_total counter
+orderflow_orders_placed_total{currency="usd"} 42.0
+# HELP orderflow_orders_stuck Pending orders that have not moved ...
+# TYPE orderflow_orders_stuck gauge
+orderflow_orders_stuck{reason="awaiting_customer_action"} 1.0
+orderflow_orders_stuck{reason="stalled"} 0.0
+"""
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    include_in_schema=True,
+    summary="Prometheus metrics",
+    description=(
+        "Prometheus text exposition: HTTP requests, orders placed, status changes, task "
+        "runs, provider calls (the workers' too when they share `PROMETHEUS_MULTIPROC_DIR`, "
+        "as under `make run`), and gauges read from PostgreSQL and Redis at scrape time "
+        "(outbox backlog, queue depths, stuck orders). Keep it off the internet."
+    ),
+    responses={
+        200: {
+            "description": "The metrics",
+            "content": {"text/plain": {"example": _METRICS_EXAMPLE}},
+        }
+    },
+)
 def prometheus_metrics(request: Request) -> Response:
     """Prometheus text exposition of the API's (and, on one host, the workers') metrics."""
     return metrics_response(request)

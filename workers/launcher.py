@@ -9,7 +9,9 @@ Ctrl-C, SIGTERM or SIGHUP stops everything it started; so does any child exiting
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from orderflow.embedded.child import kill_group, spawn
@@ -30,6 +33,10 @@ DATABASE_NAME = "orderflow"
 #: How long children get to finish after SIGTERM (a worker completes its current task).
 GRACE_SECONDS = 8.0
 PREPARE_COMMANDS = ("migrate", "create-admin", "seed-demo")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WEBHOOK_SECRET_ENV = "ORDERFLOW_STRIPE_WEBHOOK_SECRET"
+#: Under the state dir: the local webhook signing secret, kept from one run to the next.
+WEBHOOK_SECRET_FILE = "stripe-webhook-secret"
 
 
 class Interrupted(Exception):
@@ -101,6 +108,39 @@ def _services(settings: Settings, stack: ExitStack) -> dict[str, str]:
     return env
 
 
+def _metrics_dirs(settings: Settings) -> tuple[Path, Path]:
+    """The prometheus-client multiprocess directory every orderflow process shares (the
+    API's ``/metrics`` then adds up the worker's, the relay's and beat's values), and one
+    for Flower alone, both emptied: values of processes from an earlier run would
+    otherwise be added to this one's. ``PROMETHEUS_MULTIPROC_DIR``, when set, names the
+    shared one."""
+    state = settings.state_dir.resolve()
+    shared = Path(os.environ.get(MULTIPROC_ENV) or state / "metrics").resolve()
+    flower = state / "metrics-flower"
+    for directory in (shared, flower):
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    return shared, flower
+
+
+def _local_webhook_secret(settings: Settings) -> str | None:
+    """With the local payment provider and no ``ORDERFLOW_STRIPE_WEBHOOK_SECRET``, a signing
+    secret made once and kept in the state dir, so the local customer-action page can sign
+    the webhooks it sends (as Stripe would) and the API can check them. None when one is
+    configured or the provider is Stripe (whose own secret is then required)."""
+    if settings.stripe_webhook_secret is not None or settings.payment_provider != "local":
+        return None
+    path = settings.state_dir.resolve() / WEBHOOK_SECRET_FILE
+    if not path.exists():
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secret + "\n")
+        print(f"local webhook signing secret made, kept in {path}", flush=True)
+    return path.read_text().strip()
+
+
 def _prepare(env: dict[str, str]) -> None:
     """The same ``orderflow`` commands an operator runs; they print their own errors."""
     for command in PREPARE_COMMANDS:
@@ -109,7 +149,7 @@ def _prepare(env: dict[str, str]) -> None:
             raise ChildExited(f"orderflow {command} failed ({_describe(done.returncode)})")
 
 
-def _start_system(supervisor: Supervisor, settings: Settings) -> None:
+def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Path) -> None:
     from celeryconfig import STEP_QUEUES  # reads the settings on import: only once they are valid
 
     celery = ["-m", "celery", "-A", "workers.app"]
@@ -121,7 +161,9 @@ def _start_system(supervisor: Supervisor, settings: Settings) -> None:
     supervisor.start("relay", ["-m", "workers.relay"])
     schedule = settings.state_dir.resolve() / "celerybeat-schedule"
     supervisor.start("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)])
-    supervisor.start("flower", ["-m", "workers.flower"])  # credentials via its environment
+    # Flower keeps its own metrics (its /metrics page); they are not the pipeline's.
+    flower_env = {MULTIPROC_ENV: str(flower_metrics)}
+    supervisor.start("flower", ["-m", "workers.flower"], flower_env)  # credentials: its env
 
 
 def _check_ports_free(settings: Settings, patience: float = 10.0) -> None:
@@ -204,13 +246,17 @@ def _start(supervisor: Supervisor, stack: ExitStack) -> None:
     _check_ports_free(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     embedded = _services(settings, stack)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **embedded}
+    shared_metrics, flower_metrics = _metrics_dirs(settings)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **embedded, MULTIPROC_ENV: str(shared_metrics)}
     env.setdefault("ORDERFLOW_DATABASE_URL", settings.database_url)
     env.setdefault("ORDERFLOW_REDIS_URL", settings.redis_url)
+    webhook_secret = _local_webhook_secret(settings)
+    if webhook_secret is not None:
+        env[WEBHOOK_SECRET_ENV] = webhook_secret
     _prepare(env)
     supervisor.env = env
     stack.callback(supervisor.stop_all)
-    _start_system(supervisor, settings)
+    _start_system(supervisor, settings, flower_metrics)
     _banner(settings, embedded, _wait_until_up(supervisor, settings))
 
 

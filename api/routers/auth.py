@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
 
+from fastapi import APIRouter, Body, Request, Response, status
+
+from api import examples as ex
 from api.cross_origin import NoForeignOrigin, check_cookie_request
 from api.deps import (
     ACCESS_COOKIE,
@@ -20,7 +23,7 @@ from api.schemas.auth import (
     TokenOut,
     UserOut,
 )
-from api.schemas.common import BODY_PROBLEMS, problem_responses
+from api.schemas.common import BODY_PROBLEMS, json_answer, problem_example, problem_responses
 from orderflow.auth import service as auth
 from orderflow.errors import NotAuthenticated
 from orderflow.models import User
@@ -54,11 +57,54 @@ def _tokens_out(response: Response, settings: Settings, pair: auth.TokenPair) ->
     )
 
 
+_WRONG_PASSWORD = problem_example(
+    401, "not-authenticated", "Not authenticated", "email or password is wrong"
+)
+_WEAK = problem_example(
+    422,
+    "unprocessable",
+    "Unprocessable request",
+    "password is too weak: it needs both letters and digits or symbols",
+    errors=[{"field": "password", "message": "needs both letters and digits or symbols"}],
+)
+_CROSS_SITE = problem_example(
+    403,
+    "cross-site-request",
+    "Cross-site request refused",
+    "a request authenticated by cookie must send Origin (or Referer); "
+    "a script sends Authorization: Bearer instead",
+)
+_TOKEN_PAIR = (
+    "Also sets two HTTP-only cookies: `orderflow_access` (path `/`), which authenticates "
+    "every request like the bearer header, and `orderflow_refresh` (path `/api/v1/auth`)."
+)
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=problem_responses(*BODY_PROBLEMS, 409),
+    summary="Register a customer",
+    description=(
+        "Creates a user with the `client` role. The password needs 8 to 128 characters, not "
+        "only letters and not only digits. Registering does not log in: call "
+        "`POST /auth/login` next."
+    ),
+    responses={
+        **json_answer(201, "The new user", client=ex.USER),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            409,
+            examples={
+                409: {
+                    "email-taken": problem_example(
+                        409, "conflict", "Conflict", "a user with this email already exists"
+                    )
+                },
+                422: {"weak-password": _WEAK},
+            },
+        ),
+    },
 )
 def register(body: RegisterRequest, session: SessionDep) -> UserOut:
     return _user_out(auth.register_user(session, body.email, body.password, body.name))
@@ -67,7 +113,35 @@ def register(body: RegisterRequest, session: SessionDep) -> UserOut:
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 429),
+    summary="Log in",
+    description=(
+        "Answers an access token (send it as `Authorization: Bearer <token>`; it lives "
+        "`expires_in` seconds) and a refresh token for `POST /auth/refresh`. "
+        + _TOKEN_PAIR
+        + " Rate-limited per account (failed attempts) and per client address: 429 with "
+        "`Retry-After`."
+    ),
+    responses={
+        **json_answer(200, "Tokens; the cookies are set too", tokens=ex.TOKENS),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            429,
+            examples={
+                403: {"foreign-origin": _CROSS_SITE},
+                401: {"wrong-password": _WRONG_PASSWORD},
+                429: {
+                    "too-many-failures": problem_example(
+                        429,
+                        "rate-limited",
+                        "Too many requests",
+                        "too many failed logins for this account; retry in 37 s",
+                    )
+                },
+            },
+        ),
+    },
     dependencies=[NoForeignOrigin, LoginRateLimit],
 )
 def login(
@@ -77,14 +151,54 @@ def login(
 
 
 @router.post(
-    "/refresh", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401, 403)
+    "/refresh",
+    response_model=TokenOut,
+    summary="Refresh the tokens",
+    description=(
+        "Trades a refresh token (in the body, or the `orderflow_refresh` cookie) for a new "
+        "pair. Refresh tokens rotate: each is good once, and presenting a used one again "
+        "revokes the whole session (401). " + _TOKEN_PAIR
+    ),
+    responses={
+        **json_answer(200, "A new token pair; the cookies are set too", tokens=ex.TOKENS),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            examples={
+                403: {"cross-site": _CROSS_SITE},
+                401: {
+                    "reused": problem_example(
+                        401,
+                        "not-authenticated",
+                        "Not authenticated",
+                        "the refresh token was already used; the session is revoked",
+                    )
+                },
+            },
+        ),
+    },
 )
 def refresh(
     request: Request,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    body: RefreshRequest | None = None,
+    body: Annotated[
+        RefreshRequest | None,
+        Body(
+            openapi_examples={
+                "in-the-body": {
+                    "summary": "The refresh token in the body",
+                    "value": {"refresh_token": ex.TOKENS["refresh_token"]},
+                },
+                "from-the-cookie": {
+                    "summary": "No body: the orderflow_refresh cookie is used",
+                    "value": {},
+                },
+            }
+        ),
+    ] = None,
 ) -> TokenOut:
     token = body.refresh_token if body else None
     if not token:
@@ -96,7 +210,17 @@ def refresh(
 
 
 @router.post(
-    "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403)
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Log out",
+    description=(
+        "Closes the caller's session: its access and refresh tokens stop working at once, "
+        "and the cookies are cleared."
+    ),
+    responses={
+        204: {"description": "Logged out"},
+        **problem_responses(401, 403, examples={403: {"cross-site": _CROSS_SITE}}),
+    },
 )
 def logout(
     user: CurrentUser, token: AccessToken, session: SessionDep, settings: SettingsDep
@@ -109,7 +233,33 @@ def logout(
 
 
 @router.put(
-    "/password", response_model=TokenOut, responses=problem_responses(*BODY_PROBLEMS, 401, 403)
+    "/password",
+    response_model=TokenOut,
+    summary="Change the password",
+    description=(
+        "Needs the current password. Every session of the user is revoked (other devices "
+        "are logged out) and a fresh token pair is answered. " + _TOKEN_PAIR
+    ),
+    responses={
+        **json_answer(200, "A fresh token pair for this device", tokens=ex.TOKENS),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            examples={
+                403: {"cross-site": _CROSS_SITE},
+                401: {
+                    "wrong-password": problem_example(
+                        401,
+                        "not-authenticated",
+                        "Not authenticated",
+                        "the current password is wrong",
+                    )
+                },
+                422: {"weak-password": _WEAK},
+            },
+        ),
+    },
 )
 def change_password(
     body: PasswordChangeRequest,
@@ -122,6 +272,12 @@ def change_password(
     return _tokens_out(response, settings, pair)
 
 
-@router.get("/me", response_model=UserOut, responses=problem_responses(401))
+@router.get(
+    "/me",
+    response_model=UserOut,
+    summary="Who am I",
+    description="The logged-in user: id, email, name and role (`client` or `admin`).",
+    responses={**json_answer(200, "The caller", client=ex.USER), **problem_responses(401)},
+)
 def me(user: CurrentUser) -> UserOut:
     return _user_out(user)

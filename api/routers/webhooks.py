@@ -8,8 +8,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from api import examples as ex
 from api.deps import SessionDep, SettingsDep
-from api.schemas.common import Currency, is_storable_text, problem_responses
+from api.schemas.common import Currency, is_storable_text, problem_example, problem_responses
 from api.webhook_payloads import webhook_object
 from orderflow.errors import BadRequest
 from orderflow.fulfilment.webhooks import ProviderEvent, handle_payment_event
@@ -130,7 +131,72 @@ def _checked(shape: type[M], data: dict[str, Any], *, within: str = "") -> M:
         raise BadRequest(f"invalid webhook: unexpected {where.strip('.') or 'payload'}") from None
 
 
-@router.post("/stripe", responses=problem_responses(400, 413))
+@router.post(
+    "/stripe",
+    summary="Receive a Stripe event",
+    description=(
+        "Stripe's webhook endpoint. The `Stripe-Signature` header is checked against "
+        "`ORDERFLOW_STRIPE_WEBHOOK_SECRET` (HMAC-SHA256 of `<timestamp>.<body>`, at most 300 s "
+        "old or ahead); an event that fails the check changes nothing (400). Applied: "
+        "`payment_intent.succeeded` (confirms the order), `payment_intent.payment_failed` "
+        "(fails it, stock given back), `charge.refunded`; other types are acknowledged and "
+        "ignored. The order is found by the intent id, then by `metadata.order_id`. A signed "
+        "event is still only a claim: it changes an order only when it is about the order's "
+        "own recorded PaymentIntent and, for a success, the amount received and currency "
+        "equal the charge; an intent not recorded yet answers `verifying` (the charge step "
+        "asks the provider), a mismatch `anomaly` (a `payment_anomaly` event, nothing else "
+        "changes). Each event id is handled once: a redelivery answers `duplicate`."
+    ),
+    responses={
+        200: {
+            "description": "Received: `outcome` is `applied`, `verifying`, `anomaly`, "
+            "`duplicate` or `ignored`",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "applied": {
+                            "value": {"received": ex.STRIPE_EVENT["id"], "outcome": "applied"}
+                        },
+                        "duplicate": {
+                            "value": {"received": ex.STRIPE_EVENT["id"], "outcome": "duplicate"}
+                        },
+                    }
+                }
+            },
+        },
+        **problem_responses(
+            400,
+            413,
+            examples={
+                400: {
+                    "bad-signature": problem_example(
+                        400,
+                        "bad-request",
+                        "Bad request",
+                        "invalid webhook: SignatureVerificationError",
+                    ),
+                    "stale": problem_example(
+                        400,
+                        "bad-request",
+                        "Bad request",
+                        "invalid webhook: timestamp outside the tolerance",
+                    ),
+                }
+            },
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "description": "A Stripe Event object"},
+                    "example": ex.STRIPE_EVENT,
+                }
+            },
+        }
+    },
+)
 async def stripe_webhook(
     request: Request,
     session: SessionDep,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
+_ORDER = "ord_5c1e9a7b3d2f4e6a8b0c1d2e"
 
 
 def _whole_number(value: object) -> object:
@@ -48,6 +49,11 @@ _WHITE_SPACE = (
     "".join(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B)]))
     + "\u2028\u2029\u202f\u205f\u3000"
 )
+
+
+def with_examples(*examples: Any) -> ConfigDict:
+    """A model's config whose JSON schema carries ``examples`` (shown by /docs and /redoc)."""
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
 class RequestBody(BaseModel):
@@ -113,16 +119,140 @@ BODY_PROBLEMS = (400, 413)
 _PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` entry of a route: every listed status answers a problem document.
+def problem_example(
+    status: int, slug: str, title: str, detail: str, **extra: Any
+) -> dict[str, Any]:
+    """A problem document as the API answers it (``api.problems.problem``)."""
+    return {
+        "type": f"/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
+#: What each status means on any route, and an example of its problem document; a route
+#: names its own cases with ``problem_responses(..., examples=...)``.
+_GENERIC: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "The body is not JSON text at all (e.g. not UTF-8)",
+        problem_example(400, "bad-request", "Bad request", "There was an error parsing the body"),
+    ),
+    401: (
+        "Not logged in, or the access token is invalid, expired or its session closed",
+        problem_example(
+            401,
+            "not-authenticated",
+            "Not authenticated",
+            "log in first: send Authorization: Bearer <token>",
+        ),
+    ),
+    403: (
+        "Refused: the role does not allow it, or a write authenticated by cookie came "
+        "from an origin that is not trusted (`/problems/cross-site-request`)",
+        problem_example(403, "forbidden", "Forbidden", "only admins may do this"),
+    ),
+    404: (
+        "It does not exist, or it is not the caller's",
+        problem_example(404, "not-found", "Not found", f"order {_ORDER} does not exist"),
+    ),
+    409: (
+        "The resource's state does not allow it",
+        problem_example(409, "conflict", "Conflict", "the request conflicts with the state"),
+    ),
+    413: (
+        "The body is larger than ORDERFLOW_MAX_BODY_BYTES",
+        problem_example(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            "the request body exceeds 1048576 bytes",
+        ),
+    ),
+    422: (
+        "Validation failed: `errors` names each bad field",
+        problem_example(
+            422,
+            "validation-error",
+            "Validation failed",
+            "invalid input in limit",
+            errors=[
+                {
+                    "field": "limit",
+                    "message": "Input should be less than or equal to 100",
+                    "type": "less_than_equal",
+                }
+            ],
+        ),
+    ),
+    429: (
+        "Rate limited: retry after the `Retry-After` header's seconds",
+        problem_example(
+            429,
+            "rate-limited",
+            "Too many requests",
+            "too many orders from this caller; retry in 42 s",
+        ),
+    ),
+    502: (
+        "A service this one depends on refused the request",
+        problem_example(502, "bad-gateway", "Bad gateway", "the upstream refused the request"),
+    ),
+    503: (
+        "The database or the broker is unavailable; nothing was written, retry shortly",
+        problem_example(
+            503, "unavailable", "Service unavailable", "the database is unavailable; retry shortly"
+        ),
+    ),
+}
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def problem_responses(
+    *statuses: int, examples: dict[int, dict[str, dict[str, Any]]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry of a route: every listed status answers a problem document,
+    with its meaning and named examples (the route's own, from ``examples``, else a generic
+    one). 422 is always listed: any route may refuse its parameters.
 
     The schema goes under ``application/problem+json``, the type the API answers with, so a
     client (or schemathesis) can validate problem bodies; ``model`` only registers the
-    component (FastAPI files it under ``application/json`` as well)."""
+    component (FastAPI files it under ``application/json`` as well, so the examples go
+    there too)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 422}):
+        description, generic = _GENERIC[status]
+        named = (examples or {}).get(status) or {generic["type"].rsplit("/", 1)[-1]: generic}
+        media_examples = {
+            name: {"summary": str(value["detail"]), "value": value} for name, value in named.items()
+        }
+        responses[status] = {
+            "model": Problem,
+            "description": description,
+            "content": {
+                "application/problem+json": {"schema": _PROBLEM_SCHEMA, "examples": media_examples},
+                "application/json": {"examples": media_examples},
+            },
+        }
+        if status in (429, 503):
+            responses[status]["headers"] = _RETRY_AFTER
+    return responses
+
+
+def json_answer(status: int, description: str, **examples: Any) -> dict[int | str, Any]:
+    """A success response's ``responses=`` entry: its meaning and named JSON examples (the
+    schema comes from the route's ``response_model``)."""
     return {
         status: {
-            "model": Problem,
-            "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
+            "description": description,
+            "content": {
+                "application/json": {
+                    "examples": {name: {"value": value} for name, value in examples.items()}
+                }
+            },
         }
-        for status in sorted({*statuses, 422})
     }

@@ -5,7 +5,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import NON_BLANK, RequestBody, WholeNumber
+from api import examples as ex
+from api.schemas.common import NON_BLANK, RequestBody, WholeNumber, with_examples
 from orderflow.models import Order, OrderEvent
 from orderflow.statuses import OrderStatus, PaymentStatus
 
@@ -14,6 +15,8 @@ OptionalText = Annotated[str, Field(max_length=200)] | None
 
 
 class ShippingAddress(RequestBody):
+    model_config = with_examples(ex.ADDRESS)
+
     name: Text
     line1: Text
     line2: OptionalText = None
@@ -29,6 +32,8 @@ class LineIn(RequestBody):
 
 
 class OrderCreate(RequestBody):
+    model_config = with_examples(ex.ORDER_REQUEST)
+
     items: Annotated[list[LineIn], Field(min_length=1, max_length=100)]
     shipping_address: ShippingAddress
     payment_method: Annotated[
@@ -38,6 +43,8 @@ class OrderCreate(RequestBody):
 
 
 class StatusChange(RequestBody):
+    model_config = with_examples({"status": "shipped"})
+
     status: OrderStatus
 
 
@@ -51,6 +58,8 @@ class LineOut(BaseModel):
 
 
 class OrderOut(BaseModel):
+    model_config = with_examples(ex.ORDER)
+
     id: str
     customer_id: str
     status: OrderStatus
@@ -63,11 +72,17 @@ class OrderOut(BaseModel):
     invoice_number: str | None
     payment_intent_id: str | None
     failure_reason: str | None
+    next_action_url: str | None = Field(
+        default=None,
+        description="Where the customer authenticates the payment (3-D Secure) while the "
+        "order waits for it: with the local payment provider, this API's own page; "
+        "otherwise null.",
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, order: Order) -> OrderOut:
+    def of(cls, order: Order, next_action_url: str | None = None) -> OrderOut:
         return cls(
             id=order.id,
             customer_id=order.customer_id,
@@ -91,12 +106,15 @@ class OrderOut(BaseModel):
             invoice_number=order.invoice_number,
             payment_intent_id=order.payment_intent_id,
             failure_reason=order.failure_reason,
+            next_action_url=next_action_url,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
 
 
 class EventOut(BaseModel):
+    model_config = with_examples(ex.EVENTS[0])
+
     id: str
     type: str
     data: dict[str, Any]

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool
 
-from api.schemas.common import NON_BLANK, Amount, Currency, RequestBody, WholeNumber
+from api import examples as ex
+from api.schemas.common import NON_BLANK, Amount, Currency, RequestBody, WholeNumber, with_examples
 from orderflow.models import Product
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -14,6 +15,8 @@ Stock = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True), WholeNumber]
 
 
 class ProductCreate(RequestBody):
+    model_config = with_examples({k: v for k, v in ex.PRODUCT.items() if k != "id"})
+
     sku: Sku
     name: Name
     description: Description = ""
@@ -24,6 +27,8 @@ class ProductCreate(RequestBody):
 
 
 class ProductPatch(RequestBody):
+    model_config = with_examples({"price": 4500, "stock": 120})
+
     sku: Sku | None = None
     name: Name | None = None
     description: Description | None = None
@@ -34,6 +39,8 @@ class ProductPatch(RequestBody):
 
 
 class ProductOut(BaseModel):
+    model_config = with_examples(ex.PRODUCT)
+
     id: str
     sku: str
     name: str

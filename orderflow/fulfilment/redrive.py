@@ -73,7 +73,19 @@ def _unpark(session: Session, item: RedriveItem) -> bool:
     return True
 
 
+#: Every reason ``stuck_orders`` reports, so a metric can show each one even at zero.
+STUCK_REASONS = (STALLED, AWAITING_CUSTOMER, *PARKED_REASONS)
+
+
 def stuck_orders(session: Session, older_than: float) -> dict[str, int]:
-    """Pending orders untouched for longer than ``older_than`` seconds, by reason: parked on
-    a failure, waiting for the customer to authenticate a payment, or simply stalled."""
-    return OrderRepository(session).stuck_counts(older_than, AWAITING_CUSTOMER, STALLED)
+    """Pending orders that have not moved for longer than ``older_than`` seconds, by reason:
+    parked on a failure, waiting for the customer to authenticate a payment, or simply
+    stalled. Every reason of ``STUCK_REASONS`` is in the answer, at zero when none is stuck.
+
+    "Not moved" is measured from the order's last event, not its ``updated_at``: the
+    sweeper touches ``updated_at`` whenever it re-drives an order (and asks the provider
+    about a payment waiting for the customer every stall period), so an order stuck for
+    hours would otherwise drop out of the count for most of every period."""
+    counts = dict.fromkeys(STUCK_REASONS, 0)
+    counts.update(OrderRepository(session).stuck_counts(older_than, AWAITING_CUSTOMER, STALLED))
+    return counts

@@ -56,13 +56,19 @@ def redrive_stalled(session: Session, stalled_for: float = DEFAULT_STALL_SECONDS
     return work
 
 
-def find_stalled_work(session: Session, stalled_for: float) -> list[Redrive]:
+def find_stalled_work(
+    session: Session, stalled_for: float, *, since_last_event: bool = False
+) -> list[Redrive]:
+    """Steps owed for longer than ``stalled_for`` seconds. The sweeper measures from the
+    order's ``updated_at``, which its own re-drives touch (so it waits a whole stall period
+    between two); ``since_last_event`` measures from the order's last event instead, which
+    re-drives never write, so a report (the metrics) sees the work for as long as it is owed."""
     cutoff = datetime.now(UTC) - timedelta(seconds=stalled_for)
     orders = OrderRepository(session)
 
     def owed(step: Step, condition: ColumnElement[bool], **kwargs: Any) -> list[Redrive]:
-        return [Redrive(step, order_id, dict(kwargs)) for order_id in
-                orders.stalled_ids(condition, cutoff)]  # fmt: skip
+        ids = orders.stalled_ids(condition, cutoff, since_last_event=since_last_event)
+        return [Redrive(step, order_id, dict(kwargs)) for order_id in ids]
 
     work = [
         *owed(Step.RESERVE_STOCK, _pending_unreserved()),

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Insert,
+    ScalarSelect,
     Table,
     Update,
     and_,
@@ -246,12 +247,21 @@ class OrderRepository:
 
     # -- what the sweeper and the operator look for -----------------------------------------
 
-    def stalled_ids(self, condition: ColumnElement[bool], cutoff: datetime | None) -> list[str]:
-        """Ids of orders matching one of the conditions below, untouched since ``cutoff``,
+    def stalled_ids(
+        self,
+        condition: ColumnElement[bool],
+        cutoff: datetime | None,
+        *,
+        since_last_event: bool = False,
+    ) -> list[str]:
+        """Ids of orders matching one of the conditions below, untouched since ``cutoff``
+        (or, with ``since_last_event``, that have not moved since: see ``quiet_since``),
         oldest first, at most one sweep batch."""
         query = select(Order.id).where(condition)
         if cutoff is not None:
-            query = query.where(Order.updated_at < cutoff)
+            query = query.where(
+                quiet_since(cutoff) if since_last_event else Order.updated_at < cutoff
+            )
         return list(self.session.scalars(query.order_by(Order.updated_at).limit(SWEEP_BATCH)))
 
     def parked(self, reasons: Collection[str]) -> list[tuple[str, str]]:
@@ -265,8 +275,9 @@ class OrderRepository:
         return [(str(order_id), str(reason)) for order_id, reason in rows]
 
     def stuck_counts(self, older_than: float, awaiting: str, stalled: str) -> dict[str, int]:
-        """Pending orders untouched for longer than ``older_than`` seconds, by reason: their
-        parking reason, ``awaiting`` (a charge waits for the customer) or ``stalled``."""
+        """Pending orders that have not moved for longer than ``older_than`` seconds (see
+        ``quiet_since``), by reason: their parking reason, ``awaiting`` (a charge waits for
+        the customer) or ``stalled``."""
         reason = func.coalesce(
             Order.failure_reason,
             case((charge_in(PaymentRecordStatus.REQUIRES_ACTION), literal(awaiting)),
@@ -275,7 +286,7 @@ class OrderRepository:
         cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
         rows = self.session.execute(
             select(reason, func.count())
-            .where(Order.status == OrderStatus.PENDING, Order.updated_at < cutoff)
+            .where(Order.status == OrderStatus.PENDING, quiet_since(cutoff))
             .group_by(reason)
         ).all()
         return {str(name): int(count) for name, count in rows}
@@ -299,6 +310,28 @@ SWEEP_BATCH = 500
 
 
 # -- conditions the sweeper and the operator combine (on ``Order``) -------------------------
+
+
+def last_event_at() -> ScalarSelect[datetime]:
+    """When the order last moved: its newest event. Every step that changes an order writes
+    one; a re-drive, a provider look-up that learns nothing new and the sweeper's touch of
+    ``updated_at`` do not."""
+    return (
+        select(func.max(OrderEvent.created_at))
+        .where(OrderEvent.order_id == Order.id)
+        .correlate(Order)
+        .scalar_subquery()
+    )
+
+
+def quiet_since(cutoff: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """The order has not moved since ``cutoff``: created before it, no event after it. What
+    the metrics count as stuck, measured so that the sweeper, which touches ``updated_at``
+    of every order it re-drives (and of every order whose payment waits for the customer,
+    which it asks the provider about), cannot hide an order that stays stuck."""
+    return and_(
+        Order.created_at < cutoff, func.coalesce(last_event_at(), Order.created_at) < cutoff
+    )
 
 
 def charge_in(*statuses: PaymentRecordStatus) -> ColumnElement[bool]:

@@ -325,6 +325,13 @@ class LocalPaymentProvider:
             self._store.save(intent)
         return _result(intent)
 
+    def payment_intent(self, payment_intent_id: str) -> Record:
+        """The intent as Stripe's API shows a PaymentIntent object (what its webhooks carry):
+        amount, currency, status, ``metadata.order_id`` and, after a failure,
+        ``last_payment_error``."""
+        with self._store.locked():
+            return _stripe_object(self._load_intent(payment_intent_id))
+
     def intents(self, order_id: str | None = None) -> list[PaymentResult]:
         """Every intent this provider's store knows, optionally for one order."""
         with self._store.locked():
@@ -448,6 +455,38 @@ def _check_refundable(intent: Record, amount: Money) -> None:
             code="amount_too_large",
             http_status=400,
         )
+
+
+def _stripe_object(intent: Record) -> Record:
+    status = intent["status"]
+    error: Record | None = None
+    if status == "requires_payment_method" and intent.get("code") == AUTHENTICATION_FAILURE:
+        error = {
+            "type": "invalid_request_error",
+            "code": AUTHENTICATION_FAILURE,
+            "message": "The provided PaymentMethod has failed authentication.",
+        }
+    elif status == "requires_payment_method":
+        error = {
+            "type": "card_error",
+            "code": intent.get("code"),
+            "decline_code": intent.get("decline_code"),
+            "message": "Your card was declined.",
+        }
+    return {
+        "id": intent["id"],
+        "object": "payment_intent",
+        "amount": intent["amount"],
+        "amount_received": intent["amount_received"],
+        "currency": intent["currency"],
+        "status": status,
+        "metadata": dict(intent["metadata"]),
+        "payment_method": None if error else intent["payment_method"],
+        "last_payment_error": error,
+        "next_action": {"type": "use_stripe_sdk"} if status == "requires_action" else None,
+        "created": intent["created"],
+        "livemode": False,
+    }
 
 
 def _result(intent: Record) -> PaymentResult:

@@ -11,6 +11,7 @@ Negative cases are sent as generated.
 
 from __future__ import annotations
 
+import http.cookiejar
 import uuid
 import zlib
 from collections import Counter
@@ -241,6 +242,11 @@ def make_secret_check(secrets: list[str]) -> Callable[[CheckContext, Response, C
 # --- running one case ------------------------------------------------------------------------
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
 @dataclass
 class FuzzStats:
     """What a run sent: generated cases by phase, and every request that went through the
@@ -255,6 +261,10 @@ class FuzzStats:
     def session(self) -> requests.Session:
         session = requests.Session()
         session.hooks["response"].append(self.count_response)
+        # Every case authenticates as its role, with its own header; a cookie set by one
+        # case (a login or refresh that succeeded, e.g. with the spec's own examples) must
+        # not authenticate the next, whose checks send requests without credentials.
+        session.cookies.set_policy(_NoCookies())
         return session
 
     def summary(self) -> str:
@@ -314,8 +324,9 @@ def profile(max_examples: int) -> dict[str, Any]:
 
 def served_spec() -> dict[str, Any]:
     """The OpenAPI document the app serves at ``/openapi.json``. It depends on no setting
-    (``test_the_fuzzed_spec_is_the_served_one`` compares it with the live server's), so the
-    settings are the defaults, not read from the environment."""
+    but the payment provider (the local payment pages exist only with the local one, the
+    default and the tests'; ``test_the_fuzzed_spec_is_the_served_one`` compares it with the
+    live server's), so the settings are the defaults, not read from the environment."""
     return create_app(Settings.model_construct(environment="test")).openapi()
 
 

@@ -3,13 +3,18 @@ gauges are checked against rows and queue entries the test makes)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import httpx
 import redis
+from prometheus_client import generate_latest
 from sqlalchemy import text
 
+from api.metrics import build_registry
 from orderflow.db import Database
+from orderflow.fulfilment.redrive import STUCK_REASONS
 from orderflow.models import OutboxMessage, Product
 from orderflow.outbox import REQUEST_ID_KEY, task_call
 from tests.conftest import order_body
@@ -73,7 +78,7 @@ def test_orders_placed_and_scrape_time_gauges(
 ) -> None:
     product = make_product(stock=10)
     placed_before = sample(_metrics(api), "orderflow_orders_placed_total", currency="usd") or 0
-    first = customer.post("/orders", json=order_body((product.id, 1))).json()
+    assert customer.post("/orders", json=order_body((product.id, 1))).status_code == 201
     second = customer.post("/orders", json=order_body((product.id, 2))).json()
     scraped = _metrics(api)
     assert sample(scraped, "orderflow_orders_placed_total", currency="usd") == placed_before + 2
@@ -82,19 +87,15 @@ def test_orders_placed_and_scrape_time_gauges(
     assert (sample(scraped, "orderflow_outbox_oldest_age_seconds") or -1) >= 0
     assert sample(scraped, "orderflow_metrics_source_up", source="database") == 1
     assert sample(scraped, "orderflow_metrics_source_up", source="broker") == 1
-    assert sample(scraped, "orderflow_orders_stuck") in (None, 0)
+    for reason in STUCK_REASONS:  # every reason is shown, at zero when nothing is stuck
+        assert sample(scraped, "orderflow_orders_stuck", reason=reason) == 0
 
     broker = redis.Redis.from_url(redis_url)
     broker.lpush("send_email", "a", "b", "c")
     with clean_database.unit_of_work() as session:
         session.execute(
-            text("UPDATE orders SET updated_at = now() - interval '1 hour' WHERE id = :id"),
-            {"id": first["id"]},
-        )
-        session.execute(
             text(
-                "UPDATE orders SET updated_at = now() - interval '1 hour', "
-                "failure_reason = 'payment_provider_unavailable' WHERE id = :id"
+                "UPDATE orders SET failure_reason = 'payment_provider_unavailable' WHERE id = :id"
             ),
             {"id": second["id"]},
         )
@@ -102,9 +103,39 @@ def test_orders_placed_and_scrape_time_gauges(
     scraped = _metrics(api)
     assert sample(scraped, "orderflow_queue_depth", queue="send_email") == 3
     assert sample(scraped, "orderflow_queue_depth", queue="reserve_stock") == 0
+    # Stuck means not moved (no new event) for the sweeper's threshold: 30 s for the served
+    # app; a registry with a threshold of 0.2 s sees both orders once that has passed.
+    assert sample(scraped, "orderflow_orders_stuck", reason="stalled") == 0
+    time.sleep(0.3)
+    quick = build_registry(SimpleNamespace(database=clean_database, redis=broker), 0.2)
+    scraped = generate_latest(quick).decode()
     assert sample(scraped, "orderflow_orders_stuck", reason="stalled") == 1
     assert sample(scraped, "orderflow_orders_stuck", reason="payment_provider_unavailable") == 1
+    assert sample(scraped, "orderflow_orders_stuck", reason="awaiting_customer_action") == 0
     assert sample(scraped, "orderflow_stalled_work", step="orderflow.reserve_stock") == 1
+
+
+def test_touching_a_stuck_order_does_not_hide_it(
+    customer: httpx.Client,
+    make_product: Callable[..., Product],
+    clean_database: Database,
+    redis_url: str,
+) -> None:
+    """The sweeper touches ``updated_at`` of every order it re-drives (and of every order
+    waiting for the customer, whose payment it looks up): that must not take the order out
+    of the stuck gauges, or an alert "for 5 m" on them never fires."""
+    order = customer.post("/orders", json=order_body((make_product().id, 1))).json()
+    time.sleep(0.3)
+    state = SimpleNamespace(database=clean_database, redis=redis.Redis.from_url(redis_url))
+    registry = build_registry(state, 0.2)
+    for _ in range(5):
+        with clean_database.unit_of_work() as session:  # what a re-drive does to the row
+            session.execute(
+                text("UPDATE orders SET updated_at = now() WHERE id = :id"), {"id": order["id"]}
+            )
+        scraped = generate_latest(registry).decode()
+        assert sample(scraped, "orderflow_orders_stuck", reason="stalled") == 1
+        assert sample(scraped, "orderflow_stalled_work", step="orderflow.reserve_stock") == 1
 
 
 def test_access_log_carries_request_and_order_ids(

@@ -80,6 +80,11 @@ PUBLIC_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/products"),
     ("GET", f"{PREFIX}/products/{{product_id}}"),
     ("POST", f"{PREFIX}/webhooks/stripe"),  # authenticated by its signature
+    # Local payment provider only: like Stripe's hosted 3-D Secure page, the intent id is
+    # the key; it plays a bank that does not exist in production.
+    ("GET", f"{PREFIX}/local-payments/{{intent_id}}"),
+    ("POST", f"{PREFIX}/local-payments/{{intent_id}}/complete"),
+    ("POST", f"{PREFIX}/local-payments/{{intent_id}}/fail"),
     ("GET", f"{PREFIX}/healthz"),
     ("GET", f"{PREFIX}/readyz"),
     ("GET", "/healthz"),
@@ -183,7 +188,10 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
     if order is None:
         order = confirmed_and_invoiced if method == "GET" else pending
     url = path.format(
-        order_id=order, product_id=world.products[0], customer_id=world.users["client"].id
+        order_id=order,
+        product_id=world.products[0],
+        customer_id=world.users["client"].id,
+        intent_id="pi_local_000000000000000000000000",
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -605,7 +613,9 @@ def test_hostile_text_in_every_path_id(
     before = _row_counts(database)
     for value in [*HOSTILE_IN_URLS, "%00", "../../etc/passwd"]:
         segment = quote(value, safe="")  # as a client puts an id in a path
-        url = path.format(order_id=segment, product_id=segment, customer_id=segment)
+        url = path.format(
+            order_id=segment, product_id=segment, customer_id=segment, intent_id=segment
+        )
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])
         if answer.status_code >= 400:

@@ -1,0 +1,152 @@
+"""Example bodies for the OpenAPI document: what a request looks like and what the API
+answers, consistent with each other (one customer, one product, one order)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+USER_ID = "usr_2b9f4c7d1e8a4f06b3c5d7e9"
+PRODUCT_ID = "prod_7f3a1c9e5b2d4a68c0e1f2a3"
+ORDER_ID = "ord_5c1e9a7b3d2f4e6a8b0c1d2e"
+INTENT_ID = "pi_local_3f9c2a71b0d44e8c9a1f0b2c"
+CREATED = "2026-03-14T09:26:53.589793Z"
+UPDATED = "2026-03-14T09:26:54.104211Z"
+
+ADDRESS = {
+    "name": "Jane Doe",
+    "line1": "123 Main St",
+    "line2": None,
+    "city": "New York",
+    "state": "NY",
+    "postal_code": "10001",
+    "country": "US",
+}
+
+USER = {"id": USER_ID, "email": "jane@example.com", "name": "Jane", "role": "client"}
+
+TOKENS = {
+    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfMmI5ZjRjN2QifQ.c2ln",
+    "token_type": "bearer",
+    "expires_in": 900,
+    "refresh_token": "ofr_Zk3xq1V9b8Jm2Lw0Yt7Hc5Rn4Pd6Sa",
+}
+
+PRODUCT = {
+    "id": PRODUCT_ID,
+    "sku": "PEN-001",
+    "name": "Fountain pen",
+    "description": "Steel nib, refillable.",
+    "price": 5025,
+    "currency": "usd",
+    "stock": 40,
+    "active": True,
+}
+
+ORDER_REQUEST = {
+    "items": [{"product_id": PRODUCT_ID, "quantity": 3}],
+    "shipping_address": ADDRESS,
+    "payment_method": "pm_card_visa",
+}
+
+ORDER = {
+    "id": ORDER_ID,
+    "customer_id": USER_ID,
+    "status": "confirmed",
+    "payment_status": "paid",
+    "currency": "usd",
+    "subtotal": 15075,
+    "total": 15075,
+    "items": [
+        {
+            "product_id": PRODUCT_ID,
+            "sku": "PEN-001",
+            "name": "Fountain pen",
+            "quantity": 3,
+            "unit_price": 5025,
+            "subtotal": 15075,
+        }
+    ],
+    "shipping_address": ADDRESS,
+    "invoice_number": "INV-2026-000001",
+    "payment_intent_id": "pi_local_8d2e4f6a0b1c3d5e7f9a1b2c",
+    "failure_reason": None,
+    "next_action_url": None,
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+}
+
+PENDING_ORDER = {
+    **ORDER,
+    "status": "pending",
+    "payment_status": "unpaid",
+    "invoice_number": None,
+    "payment_intent_id": None,
+    "updated_at": CREATED,
+}
+
+AWAITING_ORDER = {
+    **PENDING_ORDER,
+    "payment_status": "processing",
+    "payment_intent_id": INTENT_ID,
+    "next_action_url": f"http://127.0.0.1:8000/api/v1/local-payments/{INTENT_ID}",
+}
+
+EVENTS = [
+    {
+        "id": "evt_0a1b2c3d4e5f6a7b8c9d0e1f",
+        "type": "order_placed",
+        "data": {"total": 15075, "currency": "usd", "lines": 1},
+        "actor": USER_ID,
+        "created_at": CREATED,
+    },
+    {
+        "id": "evt_1b2c3d4e5f6a7b8c9d0e1f2a",
+        "type": "stock_reserved",
+        "data": {"lines": [{"product_id": PRODUCT_ID, "quantity": 3}]},
+        "actor": "system",
+        "created_at": "2026-03-14T09:26:53.701200Z",
+    },
+    {
+        "id": "evt_2c3d4e5f6a7b8c9d0e1f2a3b",
+        "type": "payment_succeeded",
+        "data": {
+            "payment_intent_id": "pi_local_8d2e4f6a0b1c3d5e7f9a1b2c",
+            "amount": 15075,
+            "currency": "usd",
+        },
+        "actor": "system",
+        "created_at": "2026-03-14T09:26:53.802300Z",
+    },
+    {
+        "id": "evt_3d4e5f6a7b8c9d0e1f2a3b4c",
+        "type": "status_changed",
+        "data": {"from": "pending", "to": "confirmed", "reason": None},
+        "actor": "system",
+        "created_at": "2026-03-14T09:26:53.802400Z",
+    },
+]
+
+STRIPE_EVENT = {
+    "id": "evt_1PqR2sT3uV4wX5yZ",
+    "object": "event",
+    "api_version": "2024-06-20",
+    "created": 1773480414,
+    "type": "payment_intent.succeeded",
+    "livemode": False,
+    "data": {
+        "object": {
+            "id": "pi_3PqR2sT3uV4wX5yZ0a1b2c3d",
+            "object": "payment_intent",
+            "amount": 15075,
+            "amount_received": 15075,
+            "currency": "usd",
+            "status": "succeeded",
+            "metadata": {"order_id": ORDER_ID},
+        }
+    },
+}
+
+
+def page(*items: dict[str, Any], limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """A list answer holding ``items``."""
+    return {"items": list(items), "total": len(items), "limit": limit, "offset": offset}
