@@ -144,9 +144,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-#: What any route with a JSON body may also answer: a body that is not even text (400) or
-#: larger than the limit (413).
-BODY_PROBLEMS = (400, 413)
+#: What any route with a JSON body may also answer: a body that is not even text (400),
+#: larger than the limit (413), or not JSON (415, ``api.strict``).
+BODY_PROBLEMS = (400, 413, 415)
 
 _PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
 
