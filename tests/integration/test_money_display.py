@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from orderflow.db import Database
 from orderflow.email.local import LocalEmailSender
@@ -130,3 +130,15 @@ def test_the_spec_lists_the_currencies_and_countries(api_url: str) -> None:
     assert "xyz" not in currency["enum"]
     assert {"US", "JP", "KW"} <= set(country["enum"])
     assert "XX" not in country["enum"]
+
+
+def test_a_product_stored_with_an_unknown_currency_is_refused_not_a_500(
+    database: Database, customer: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    product = make_product()
+    with database.unit_of_work() as session:  # as a product created before the check
+        session.execute(update(Product).where(Product.id == product.id).values(currency="xyz"))
+    answer = customer.post("/orders", json=order_body((product.id, 1)))
+    assert answer.status_code == 422, answer.text
+    assert "ISO 4217" in answer.json()["detail"]
+    assert customer.get("/orders").json()["total"] == 0
