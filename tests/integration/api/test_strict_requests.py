@@ -226,8 +226,10 @@ def test_an_order_without_an_invoice_says_whether_it_will_have_one(
     assert customer.delete(f"/orders/{cancelled}").status_code == 204
     with database.unit_of_work() as session:  # stock runs out before this order is reserved
         session.execute(update(Product).where(Product.id == product.id).values(stock=0))
+        session.commit()
     with database.unit_of_work() as session:
         stock.reserve_stock(session, failed)
+        session.commit()
     assert customer.get(f"/orders/{failed}").json()["status"] == "failed"
 
     def detail(order_id: str) -> str:

@@ -138,6 +138,7 @@ def test_a_product_stored_with_an_unknown_currency_is_refused_not_a_500(
     product = make_product()
     with database.unit_of_work() as session:  # as a product created before the check
         session.execute(update(Product).where(Product.id == product.id).values(currency="xyz"))
+        session.commit()
     answer = customer.post("/orders", json=order_body((product.id, 1)))
     assert answer.status_code == 422, answer.text
     assert "ISO 4217" in answer.json()["detail"]
