@@ -57,13 +57,6 @@ def test_invoice_and_email_show_amounts_in_the_currencys_own_format(
     order_id = placed.json()["id"]
     assert wait_for_status(customer, order_id, {"confirmed", "failed"})["status"] == "confirmed"
 
-    invoice = customer.get(f"/orders/{order_id}/invoice")
-    assert invoice.status_code == 200, invoice.text
-    shown = _readable(PdfReader(io.BytesIO(invoice.content)).pages[0].extract_text())
-    assert f"{unit} {total}" in shown  # the line: unit price, amount
-    assert f"Total {total}" in shown
-    assert not_shown not in shown
-
     def email_sent() -> bool:
         with database.unit_of_work() as session:
             status = session.scalar(
@@ -74,6 +67,14 @@ def test_invoice_and_email_show_amounts_in_the_currencys_own_format(
         return status == "sent"
 
     wait_until(email_sent, 30)
+    # The confirmation e-mail follows the invoice: both exist now.
+    invoice = customer.get(f"/orders/{order_id}/invoice")
+    assert invoice.status_code == 200, invoice.text
+    shown = _readable(PdfReader(io.BytesIO(invoice.content)).pages[0].extract_text())
+    assert f"{unit} {total}" in shown  # the line: unit price, amount
+    assert f"Total {total}" in shown
+    assert not_shown not in shown
+
     sender = LocalEmailSender(settings.emails_dir, settings.email_from)
     message = sender.read(email_message_key(order_id, "confirmation"))
     assert message is not None
