@@ -202,6 +202,15 @@ _GENERIC: dict[int, tuple[str, dict[str, Any]]] = {
             "the request body exceeds 1048576 bytes",
         ),
     ),
+    415: (
+        "The body is not sent as JSON (`Content-Type: application/json` or a `+json` type)",
+        problem_example(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as JSON with Content-Type: application/json (it came as text/plain)",
+        ),
+    ),
     422: (
         "Validation failed: `errors` names each bad field",
         problem_example(
