@@ -7,18 +7,19 @@ from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import metrics
 from api.cross_origin import install_cors
 from api.deps import install_caller_work
-from api.middleware import BodySizeLimit, RejectUnusableParameters
+from api.middleware import BodySizeLimit, HeadAsGet, RejectUnusableParameters
 from api.observability import RequestObservability
 from api.openapi_text import API_DESCRIPTION, OPENAPI_TAGS
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
 from api.routers import auth, health, local_payments, orders, products, webhooks
+from api.strict import strict_request
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
 from orderflow.payments.local import LocalPaymentProvider
@@ -69,11 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         openapi_tags=OPENAPI_TAGS,
         swagger_ui_parameters={"displayRequestDuration": True},
+        # Unknown query parameters (422) and bodies that are not JSON (415), for every route.
+        dependencies=[Depends(strict_request)],
     )
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectUnusableParameters)
+    app.add_middleware(HeadAsGet)
     install_cors(app, settings)  # outside the checks above: their answers carry CORS too
     app.add_middleware(RequestObservability)  # outermost: every answer gets a request id
     app.state.metrics_registry = metrics.build_registry(app.state, settings.sweep_stall_seconds)

@@ -1,5 +1,5 @@
 """ASGI middleware that must see the raw request: the body size limit, NUL characters in the
-path or query, repeated query parameters."""
+path or query, repeated query parameters, ``HEAD`` served as ``GET``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import HEAD_AS_GET, PROBLEM_JSON, problem_body
 
 
 class BodySizeLimit:
@@ -44,20 +46,13 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "/problems/payload-too-large",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": self.detail,
-            }
-        ).encode()
+        body = json.dumps(problem_body(413, self.detail)).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", PROBLEM_JSON.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],
@@ -83,14 +78,11 @@ class RejectUnusableParameters:
                 field, message = refusal
                 await _send_problem(
                     send,
-                    422,
-                    {
-                        "type": "/problems/validation-error",
-                        "title": "Validation failed",
-                        "status": 422,
-                        "detail": f"invalid input in {field}",
-                        "errors": [{"field": field, "message": message}],
-                    },
+                    problem_body(
+                        422,
+                        f"invalid input in {field}",
+                        errors=[{"field": field, "message": message}],
+                    ),
                 )
                 return
         await self.app(scope, receive, send)
@@ -112,16 +104,39 @@ def _unusable_parameter(scope: Scope) -> tuple[str, str] | None:
     return None
 
 
-async def _send_problem(send: Send, status: int, problem: dict[str, object]) -> None:
+async def _send_problem(send: Send, problem: dict[str, object]) -> None:
     body = json.dumps(problem).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": problem["status"],
             "headers": [
-                (b"content-type", b"application/problem+json"),
+                (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` wherever ``GET`` is answered: the request is served as a ``GET`` and
+    the body dropped, its headers (``Content-Length`` included) kept, as RFC 9110 asks.
+    The problem handlers still name the method the client sent (``HEAD_AS_GET``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", HEAD_AS_GET: True}, receive, headers_only)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -36,10 +38,20 @@ _SLUGS = {
     404: "not-found",
     405: "method-not-allowed",
     413: "payload-too-large",
+    415: "unsupported-media-type",
     422: "validation-error",
     500: "internal-error",
     503: "unavailable",
 }
+
+#: What a problem echoes of the request (an id, a path, a value, a parameter name) is cut to
+#: this many characters: enough to recognise it, never a 5,000-character id sent back.
+ECHO_LIMIT = 64
+#: And no text member of a problem runs past this many.
+TEXT_LIMIT = 500
+_LONG_WORD = re.compile(rf"\S{{{ECHO_LIMIT + 1},}}")
+#: Set in the scope of a ``HEAD`` request served as a ``GET`` (``api.middleware.HeadAsGet``).
+HEAD_AS_GET = "orderflow.head_as_get"
 
 log = structlog.get_logger("api.problems")
 
@@ -53,14 +65,41 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {
-        "type": f"/problems/{slug or _SLUGS.get(status, 'error')}",
-        "title": title or _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        problem_body(status, detail, slug=slug, title=title, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def problem_body(
+    status: int, detail: str, *, slug: str | None = None, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The RFC 9457 document; every answer with a problem is built here, so whatever it
+    echoes of the request is cut to a sane length here (``shorten``)."""
+    return shorten(
+        {
+            "type": f"/problems/{slug or _SLUGS.get(status, 'error')}",
+            "title": title or _TITLES.get(status, "Error"),
+            "status": status,
+            "detail": detail,
+            **extra,
+        }
+    )
+
+
+def shorten(value: Any) -> Any:
+    """``value`` with every run of text longer than ``ECHO_LIMIT`` without a space cut to
+    that length and marked with an ellipsis, and every text cut to ``TEXT_LIMIT``."""
+    if isinstance(value, str):
+        value = _LONG_WORD.sub(lambda word: word.group()[:ECHO_LIMIT] + "…", value)
+        return value if len(value) <= TEXT_LIMIT else value[: TEXT_LIMIT - 1] + "…"
+    if isinstance(value, dict):
+        return {key: shorten(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [shorten(item) for item in value]
+    return value
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
@@ -88,16 +127,44 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    items = error.errors()
+    if len(items) == 1 and items[0].get("type") == "json_invalid":
+        return _malformed_json(items[0], error.body)
     errors = [
         {
             "field": _field_name(tuple(item.get("loc", ()))),
-            "message": item.get("msg", "invalid"),
+            "message": _message(item.get("msg", "invalid")),
             "type": item.get("type"),
         }
-        for item in error.errors()
+        for item in items
     ]
-    names = ", ".join(sorted({entry["field"] for entry in errors})) or "the request"
+    names = ", ".join(sorted({entry["field"] or '""' for entry in errors})) or "the request"
+    if all(
+        item.get("type") == "extra_forbidden" and item.get("loc", ("",))[0] == "query"
+        for item in items
+    ):
+        return problem(422, f"unknown query parameter: {names}", errors=errors)
     return problem(422, f"invalid input in {names}", errors=errors)
+
+
+def _message(text: str) -> str:
+    """pydantic's message without the ``Value error, `` it puts before our own."""
+    return text.removeprefix("Value error, ")
+
+
+def _malformed_json(item: dict[str, Any], document: Any) -> JSONResponse:
+    """Where the JSON breaks, as a person counts: line and column (from 1), not an offset."""
+    reason = str(item.get("ctx", {}).get("error") or "malformed JSON")
+    position = next((part for part in item.get("loc", ()) if isinstance(part, int)), 0)
+    text = document if isinstance(document, str) else ""
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    where = f"{reason} at line {line}, column {column}"
+    return problem(
+        422,
+        f"the body is not valid JSON: {where}",
+        errors=[{"field": "body", "message": where, "type": "json_invalid"}],
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -107,20 +174,29 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         detail = f"no route matches {request.url.path}"
     headers = dict(error.headers or {})
     if error.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        detail = f"{request_method(request)} is not allowed on {request.url.path}"
         # Starlette names only the methods of the first route whose path matched; a resource
         # served by several routes (GET, PATCH, DELETE /products/{id}) supports them all.
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem(error.status_code, detail, headers=headers or None)
 
 
-def _allowed_methods(request: Request) -> list[str]:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path; ``HEAD`` wherever ``GET`` is
+    (``api.middleware.HeadAsGet``)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in iter_route_contexts(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+            methods.update(route.methods or ())
+    if "GET" in methods:
+        methods.add("HEAD")
     return sorted(methods)
+
+
+def request_method(request: Request) -> str:
+    """The method the client sent (a ``HEAD`` is served as a ``GET``)."""
+    return "HEAD" if request.scope.get(HEAD_AS_GET) else request.method
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

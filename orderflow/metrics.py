@@ -7,7 +7,8 @@ process writes its values to a file there and whoever serves ``/metrics`` for th
 (a worker's metrics port, or the API on the same host) adds them up.
 
 Orders placed and status changes are counted when their transaction commits, never before,
-so a rolled-back request or a retried step counts nothing.
+so a rolled-back request or a retried step counts nothing; at the same moment each is told
+in one info line (logger ``orderflow.orders``): ``order ord_… pending → confirmed``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import structlog
 from prometheus_client import Counter, Histogram, values
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -28,7 +30,7 @@ from orderflow.email import (
     EmailRejected,
     EmailSender,
 )
-from orderflow.money import Money
+from orderflow.money import Money, is_currency
 from orderflow.payments import (
     PaymentIdempotencyConflict,
     PaymentNotFound,
@@ -228,25 +230,60 @@ def _payment_outcome(result: PaymentResult) -> str:
 # --- order counters, on commit --------------------------------------------------------------
 _NOTED = "orderflow.metrics.order_events"
 _COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly")
+order_log = structlog.get_logger("orderflow.orders")
 
 
-def note_order_event(session: Session, type_: str, data: dict[str, Any]) -> None:
+def note_order_event(
+    session: Session, order_id: str, type_: str, actor: str, data: dict[str, Any]
+) -> None:
     """Remember an order event written in the session's transaction; counted at its commit."""
     if type_ in _COUNTED_EVENTS:
-        session.info.setdefault(_NOTED, []).append((type_, dict(data)))
+        session.info.setdefault(_NOTED, []).append((order_id, type_, actor, dict(data)))
 
 
 # Registered at import, as the outbox's hand-over is: whoever writes an order event imports
 # this module, so the counters can never be left out.
 @event.listens_for(Session, "after_commit")
 def _count_noted(session: Session) -> None:
-    for type_, data in session.info.pop(_NOTED, []):
+    for order_id, type_, actor, data in session.info.pop(_NOTED, []):
         if type_ == "order_placed":
             ORDERS_PLACED.labels(str(data.get("currency", ""))).inc()
-        elif type_ == "payment_anomaly":
+        elif type_ == "payment_anomaly":  # logged as a warning where it is found
             PAYMENT_ANOMALIES.labels(str(data["reason"]), str(data["reported_by"])).inc()
+            continue
         else:
             ORDER_TRANSITIONS.labels(str(data.get("from", "")), str(data.get("to", ""))).inc()
+        _log_order_event(order_id, type_, actor, data)
+
+
+def _log_order_event(order_id: str, type_: str, actor: str, data: dict[str, Any]) -> None:
+    """One line per committed change, readable on its own in a console: the order, from →
+    to, and why (the reason, else who moved it)."""
+    if type_ == "order_placed":
+        total, currency = data.get("total"), str(data.get("currency"))
+        # After the commit nothing may raise: an amount in a currency this version does not
+        # know (a row older than the ISO check) is shown as stored.
+        shown = (
+            Money(total, currency).format()
+            if isinstance(total, int) and is_currency(currency)
+            else f"{total} {currency}"
+        )
+        order_log.info(
+            f"order {order_id} placed: pending, {data.get('lines')} line(s), {shown}",
+            order_id=order_id,
+            to_status="pending",
+            actor=actor,
+        )
+        return
+    before, after, reason = data.get("from"), data.get("to"), data.get("reason")
+    order_log.info(
+        f"order {order_id} {before} → {after} ({reason or f'by {actor}'})",
+        order_id=order_id,
+        from_status=before,
+        to_status=after,
+        reason=reason,
+        actor=actor,
+    )
 
 
 @event.listens_for(Session, "after_rollback")

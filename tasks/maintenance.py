@@ -1,4 +1,5 @@
-"""Periodic upkeep, run by beat on the ``maintenance`` queue."""
+"""Periodic upkeep, run by beat on the ``maintenance`` queue. Each task logs at info only
+when it did something; an idle round is a debug line (``tasks.reporting.ROUTINE_TASKS``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def sweep(self: Task) -> int:
         session.commit()
     if work:
         log.info("re-drove stalled orders", count=len(work), steps=sorted({w.step for w in work}))
+    else:
+        log.debug("nothing stalled")
     return len(work)
 
 
@@ -30,4 +33,5 @@ def purge(self: Task) -> None:
         keys = idempotency.purge_expired(session, runtime.settings().idempotency_key_ttl_hours)
         messages = outbox.purge_dispatched(session, older_than_hours=24)
         session.commit()
-    log.info("purged", idempotency_keys=keys, outbox_messages=messages)
+    report = log.info if keys or messages else log.debug
+    report("purged", idempotency_keys=keys, outbox_messages=messages)

@@ -37,6 +37,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WEBHOOK_SECRET_ENV = "ORDERFLOW_STRIPE_WEBHOOK_SECRET"
 #: Under the state dir: the local webhook signing secret, kept from one run to the next.
 WEBHOOK_SECRET_FILE = "stripe-webhook-secret"
+#: In the state folder while ``make run`` runs: the embedded servers' addresses, to source.
+RUN_ENV = "run.env"
 
 
 class Interrupted(Exception):
@@ -211,7 +213,7 @@ def _wait_until_up(supervisor: Supervisor, settings: Settings, timeout: float = 
     return False
 
 
-def _banner(settings: Settings, embedded: dict[str, str], up: bool) -> None:
+def _banner(settings: Settings, run_env: Path | None, up: bool) -> None:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     api = f"http://{host}:{settings.port}"
     state = "is up" if up else "is starting (the API or Flower is not answering yet)"
@@ -223,10 +225,45 @@ def _banner(settings: Settings, embedded: dict[str, str], up: bool) -> None:
         f"  admin    {settings.admin_email}",
         flush=True,
     )
-    exports = [f"  export {name}='{value}'" for name, value in embedded.items() if "URL" in name]
-    if exports:
-        print("For `orderflow` commands in another shell:", *exports, sep="\n")
+    print(*operator_commands(run_env), sep="\n")
     print("Ctrl-C stops everything.\n", flush=True)
+
+
+def operator_commands(run_env: Path | None) -> list[str]:
+    """How to reach the ``orderflow`` command from another shell: it is installed in the
+    virtual environment (``.venv/bin``), not on the PATH, and needs this run's addresses of
+    the embedded servers (``run_env``, when any was started)."""
+    command = _shown_path(Path(sys.executable).parent / "orderflow")
+    activate = _shown_path(Path(sys.prefix) / "bin" / "activate")
+    sourced = [f"  . {_shown_path(run_env)}    # this run's database and Redis"] if run_env else []
+    return [
+        "For the `orderflow` command (audit, redrive, outbox, ...) in another shell here:",
+        *sourced,
+        f"  {command} audit    # or: source {activate}, then: orderflow audit",
+    ]
+
+
+def write_run_env(state_dir: Path, embedded: dict[str, str]) -> Path | None:
+    """This run's addresses of the embedded servers as a file a shell can source (``.``),
+    readable by its owner only (the Redis URL holds a password); None when none started."""
+    exports = [f"export {name}='{value}'" for name, value in embedded.items() if "URL" in name]
+    if not exports:
+        return None
+    path = state_dir.resolve() / RUN_ENV
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("# written by make run for this run; removed when it stops\n")
+        file.write("\n".join(exports) + "\n")
+    return path
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it (``.venv/bin/…``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _supervise(supervisor: Supervisor) -> None:
@@ -246,6 +283,9 @@ def _start(supervisor: Supervisor, stack: ExitStack) -> None:
     _check_ports_free(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     embedded = _services(settings, stack)
+    run_env = write_run_env(settings.state_dir, embedded)
+    if run_env is not None:
+        stack.callback(run_env.unlink, missing_ok=True)
     shared_metrics, flower_metrics = _metrics_dirs(settings)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **embedded, MULTIPROC_ENV: str(shared_metrics)}
     env.setdefault("ORDERFLOW_DATABASE_URL", settings.database_url)
@@ -257,7 +297,7 @@ def _start(supervisor: Supervisor, stack: ExitStack) -> None:
     supervisor.env = env
     stack.callback(supervisor.stop_all)
     _start_system(supervisor, settings, flower_metrics)
-    _banner(settings, embedded, _wait_until_up(supervisor, settings))
+    _banner(settings, run_env, _wait_until_up(supervisor, settings))
 
 
 def run() -> int:

@@ -31,6 +31,7 @@ from orderflow.steps import Step
 from tasks import runtime
 from tasks.reporting import task_finished
 from workers import metrics as worker_metrics
+from workers.quiet import quiet_routine_tasks
 
 log = structlog.get_logger("workers.tasks")
 
@@ -41,6 +42,7 @@ _started: dict[str, float] = {}
 @setup_logging.connect
 def _logging(**_: Any) -> None:
     configure_logging(get_settings())
+    quiet_routine_tasks()
 
 
 @worker_init.connect

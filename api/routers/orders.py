@@ -32,7 +32,7 @@ from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
 from orderflow import idempotency
 from orderflow.errors import NotFound
 from orderflow.fulfilment import moves
-from orderflow.fulfilment.invoicing import invoice_pdf
+from orderflow.fulfilment.invoicing import invoice_pdf, why_no_invoice
 from orderflow.models import Order
 from orderflow.orders import service as orders
 from orderflow.orders.service import Viewer
@@ -491,7 +491,7 @@ def order_invoice(order_id: str, viewer: ViewerDep, session: SessionDep) -> Resp
     order = orders.get_order(session, order_id, viewer)
     pdf = invoice_pdf(session, order.id)
     if pdf is None:
-        raise NotFound(f"order {order_id} has no invoice yet")
+        raise NotFound(why_no_invoice(order), order_id=order.id)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -6,7 +6,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from orderflow.money import CURRENCIES, is_currency
+from orderflow.places import COUNTRIES, is_country
 
 T = TypeVar("T")
 _ORDER = "ord_5c1e9a7b3d2f4e6a8b0c1d2e"
@@ -23,7 +26,36 @@ def _whole_number(value: object) -> object:
 #: Put after ``Field(strict=True)`` on integer fields of request bodies (it runs first).
 WholeNumber = BeforeValidator(_whole_number)
 
-Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", examples=["usd"])]
+
+def _iso_currency(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError("must be an ISO 4217 currency code in lower case, such as usd, eur or jpy")
+    return code
+
+
+def _iso_country(code: str) -> str:
+    if not is_country(code):
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, such as US, DE or JP")
+    return code
+
+
+#: A lowercase ISO 4217 code (``orderflow.money``); the spec lists them all.
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[a-z]{3}$", examples=["usd"], json_schema_extra={"enum": sorted(CURRENCIES)}),
+    AfterValidator(_iso_currency),
+]
+#: An ISO 3166-1 alpha-2 code (``orderflow.places``); the spec lists them all.
+CountryCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166-1 alpha-2",
+        examples=["US"],
+        json_schema_extra={"enum": sorted(COUNTRIES)},
+    ),
+    AfterValidator(_iso_country),
+]
 #: Minor units; the cap keeps any order total far inside a 64-bit integer.
 Amount = Annotated[int, Field(ge=0, le=10_000_000_000, strict=True), WholeNumber]
 
@@ -112,9 +144,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-#: What any route with a JSON body may also answer: a body that is not even text (400) or
-#: larger than the limit (413).
-BODY_PROBLEMS = (400, 413)
+#: What any route with a JSON body may also answer: a body that is not even text (400),
+#: larger than the limit (413), or not JSON (415, ``api.strict``).
+BODY_PROBLEMS = (400, 413, 415)
 
 _PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
 
@@ -168,6 +200,15 @@ _GENERIC: dict[int, tuple[str, dict[str, Any]]] = {
             "payload-too-large",
             "Request body too large",
             "the request body exceeds 1048576 bytes",
+        ),
+    ),
+    415: (
+        "The body is not sent as JSON (`Content-Type: application/json` or a `+json` type)",
+        problem_example(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as JSON with Content-Type: application/json (it came as text/plain)",
         ),
     ),
     422: (

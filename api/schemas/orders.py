@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from api import examples as ex
-from api.schemas.common import NON_BLANK, RequestBody, WholeNumber, with_examples
+from api.schemas.common import NON_BLANK, CountryCode, RequestBody, WholeNumber, with_examples
 from orderflow.models import Order, OrderEvent
 from orderflow.statuses import OrderStatus, PaymentStatus
 
@@ -23,7 +23,7 @@ class ShippingAddress(RequestBody):
     city: Text
     state: OptionalText = None
     postal_code: Annotated[str, Field(min_length=1, max_length=20, pattern=NON_BLANK)]
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+    country: CountryCode
 
 
 class LineIn(RequestBody):

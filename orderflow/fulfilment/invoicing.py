@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from orderflow.event_types import OrderEventType
 from orderflow.invoices.document import InvoiceDocument
 from orderflow.invoices.pdf import render_pdf
-from orderflow.models import Invoice, InvoiceCounter, table_of
+from orderflow.models import Invoice, InvoiceCounter, Order, table_of
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.statuses import OrderStatus
 from orderflow.steps import EmailKind, Step, schedule
@@ -52,6 +52,22 @@ def generate_invoice(session: Session, order_id: str) -> None:
 
 def invoice_pdf(session: Session, order_id: str) -> bytes | None:
     return session.scalar(select(Invoice.pdf).where(Invoice.order_id == order_id))
+
+
+def why_no_invoice(order: Order) -> str:
+    """What to tell whoever asks for the invoice of an order that has none: whether it is
+    coming, and when, or that it never will."""
+    if order.status in INVOICED_STATUSES:
+        return f"order {order.id} is paid; its invoice is being issued: retry in a moment"
+    if order.status == OrderStatus.PENDING:
+        return f"order {order.id} has no invoice yet: it is issued once the order is paid"
+    if order.status == OrderStatus.FAILED:
+        reason = order.failure_reason or "not completed"
+        return f"order {order.id} failed ({reason}): it has no invoice and will not get one"
+    return (
+        f"order {order.id} was {order.status} before an invoice was issued: it has none and "
+        "will not get one"
+    )
 
 
 def _next_number(session: Session, year: int) -> int:

@@ -75,7 +75,15 @@ def fail_order(
 
 def confirm_order(orders: OrderRepository, order: Order, **changes: Any) -> None:
     """Stock is reserved and the payment captured: confirm, then invoice."""
-    move(orders, order, OrderStatus.CONFIRMED, role=ActorRole.SYSTEM, actor=SYSTEM_ACTOR, **changes)
+    move(
+        orders,
+        order,
+        OrderStatus.CONFIRMED,
+        role=ActorRole.SYSTEM,
+        actor=SYSTEM_ACTOR,
+        reason="stock_reserved_and_paid",
+        **changes,
+    )
 
 
 def change_status(session: Session, order_id: str, target: OrderStatus, viewer: Viewer) -> Order:

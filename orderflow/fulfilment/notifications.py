@@ -20,7 +20,6 @@ from orderflow.email import EmailMessage, EmailSender
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.idempotency import email_message_key
-from orderflow.invoices.document import format_money
 from orderflow.models import EmailRecord, Order, User, table_of
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.statuses import OrderStatus
@@ -139,7 +138,7 @@ def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
     lines = "\n".join(f"  {line.quantity} x {line.name} ({line.sku})" for line in order.lines)
     body = {
         EmailKind.CONFIRMATION: f"thank you! We received your payment of "
-        f"{format_money(order.total)}. Invoice {order.invoice_number}.",
+        f"{order.total.format()}. Invoice {order.invoice_number}.",
         EmailKind.SHIPPED: "your order has shipped.",
         EmailKind.DELIVERED: "your order was delivered. Enjoy!",
         EmailKind.CANCELLED: "your order was cancelled. Any payment is refunded in full.",

@@ -63,10 +63,3 @@ class InvoiceDocument:
             total=order.total,
             payment_reference=order.payment_intent_id,
         )
-
-
-def format_money(money: Money) -> str:
-    """Minor units to a display string; only at this edge does money become text."""
-    whole, cents = divmod(abs(money.amount), 100)
-    sign = "-" if money.amount < 0 else ""
-    return f"{sign}{whole:,}.{cents:02d} {money.currency.upper()}"

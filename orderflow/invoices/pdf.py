@@ -8,7 +8,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from orderflow.invoices.document import SELLER, InvoiceDocument, format_money
+from orderflow.invoices.document import SELLER, InvoiceDocument
+from orderflow.money import Money
 
 _LEFT = 20 * mm
 _RIGHT = A4[0] - 20 * mm
@@ -32,13 +33,13 @@ def render_pdf(document: InvoiceDocument) -> bytes:
         canvas.drawString(_LEFT, y, line.sku[:20])
         canvas.drawString(_LEFT + 35 * mm, y, line.name[:45])
         canvas.drawRightString(_RIGHT - 60 * mm, y, str(line.quantity))
-        canvas.drawRightString(_RIGHT - 30 * mm, y, format_money(line.unit_price))
-        canvas.drawRightString(_RIGHT, y, format_money(line.subtotal))
+        canvas.drawRightString(_RIGHT - 30 * mm, y, _amount(line.unit_price))
+        canvas.drawRightString(_RIGHT, y, _amount(line.subtotal))
         y -= _LINE
     canvas.line(_LEFT, y + 2 * mm, _RIGHT, y + 2 * mm)
     canvas.setFont("Helvetica-Bold", 11)
     canvas.drawString(_RIGHT - 70 * mm, y - _LINE, "Total")
-    canvas.drawRightString(_RIGHT, y - _LINE, format_money(document.total))
+    canvas.drawRightString(_RIGHT, y - _LINE, _amount(document.total))
     canvas.setFont("Helvetica", 8)
     canvas.drawString(_LEFT, _BOTTOM - 10 * mm, "Paid by card. Thank you for your order.")
     canvas.showPage()
@@ -83,3 +84,14 @@ def _table_head(canvas: Canvas, y: float) -> float:
         (canvas.drawRightString if right else canvas.drawString)(x, y, text)
     canvas.line(_LEFT, y - 2 * mm, _RIGHT, y - 2 * mm)
     return y - _LINE - 2 * mm
+
+
+def _amount(money: Money) -> str:
+    """The amount as a person reads it; with its ISO code where the symbol is one the PDF's
+    standard font cannot draw (Helvetica covers Windows-1252: $, €, £, ¥ but not ₹ or ₩)."""
+    text = money.format()
+    try:
+        text.encode("cp1252")
+    except UnicodeEncodeError:
+        return money.format(code=True)
+    return text

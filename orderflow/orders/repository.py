@@ -191,7 +191,7 @@ class OrderRepository:
         """The row of an event written in this transaction (by ``record_event``, or by
         ``place`` within its statement); counted in the metrics when it commits."""
         data = data or {}
-        metrics.note_order_event(self.session, type_, data)
+        metrics.note_order_event(self.session, order_id, type_, actor, data)
         return {"id": new_id("evt"), "order_id": order_id, "type": type_, "actor": actor,
                 "data": data}  # fmt: skip
 

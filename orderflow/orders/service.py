@@ -18,7 +18,7 @@ from orderflow.errors import Forbidden, InsufficientStock, NotFound, Unprocessab
 from orderflow.event_types import OrderEventType
 from orderflow.ids import new_id
 from orderflow.models import Order, OrderEvent, OrderLine, Product, User
-from orderflow.money import Money
+from orderflow.money import Money, is_currency
 from orderflow.orders.repository import CUSTOMER_FK, OrderRepository
 from orderflow.orders.state import ActorRole
 from orderflow.pagination import Page
@@ -225,7 +225,14 @@ def _single_currency(products: Any) -> str:
             "all products of one order must be priced in the same currency",
             errors=[{"field": "items", "message": "mixed currencies"}],
         )
-    return currencies.pop()
+    currency = currencies.pop()
+    if not is_currency(currency):  # a product stored before currencies were checked
+        raise Unprocessable(
+            f"these products are priced in {currency!r}, not an ISO 4217 currency; "
+            "an admin must correct their currency first",
+            errors=[{"field": "items", "message": "unknown currency"}],
+        )
+    return currency
 
 
 def list_customer_orders(

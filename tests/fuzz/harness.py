@@ -307,9 +307,10 @@ def profile(max_examples: int) -> dict[str, Any]:
     cases per operation in the fuzzing phase (examples and coverage phases come on top)."""
     return {
         # PostgreSQL cannot store NUL, so the API refuses it with a 422 the spec does not
-        # state; test_security sends NUL in every field instead. Unknown query parameters
-        # are ignored, as is customary (proxies and analytics add them); unknown body fields
-        # are refused, which test_security checks for every body.
+        # state; test_security sends NUL in every field instead. Extra parameters stay off
+        # because schemathesis would add headers too, which any API must ignore; unknown
+        # query parameters and body fields are refused (422), which test_strict_requests and
+        # test_security check.
         "generation": {"allow-x00": False, "allow-extra-parameters": False},
         "phases": {"fuzzing": {"generation": {"max-examples": max_examples}}},
         "operations": [
