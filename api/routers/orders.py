@@ -519,7 +519,40 @@ def _render_refund(refund: Refund) -> idempotency.StoredResponse:
     "/{order_id}/refunds",
     status_code=status.HTTP_201_CREATED,
     response_model=RefundOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404, 409),
+    summary="Refund part or all of an order's payment",
+    description=(
+        "Admins only. `amount` (minor units of the order's currency) must fit in what is "
+        "left to refund: captured, less refunds succeeded or pending; more is 409 "
+        "`refund-exceeds-refundable`, under any concurrency (checked under the order's row "
+        "lock; a database constraint keeps it too). The refund is written `pending` and "
+        "sent to the payment provider in the background, once, with an idempotency key "
+        "derived from its id; it becomes `succeeded` or `failed`, and the order's "
+        "`refunded_amount`, `refundable_amount` and `payment_status` "
+        "(`partially_refunded`, `refunded`) follow. An `Idempotency-Key` replays the first "
+        "answer, as for orders."
+    ),
+    responses={
+        **json_answer(201, "The refund, pending", refund=ex.REFUND),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            404,
+            409,
+            examples={
+                **_NO_ORDER,
+                409: {
+                    "too-much": problem_example(
+                        409,
+                        "refund-exceeds-refundable",
+                        "More than is left to refund",
+                        f"order {ex.ORDER_ID} has 1000 usd left to refund (captured 15075, "
+                        "refunded 14075, pending 0); 5025 asked",
+                    )
+                },
+            },
+        ),
+    },
 )
 def refund_order(
     order_id: str,
@@ -551,7 +584,14 @@ def refund_order(
 
 
 @router.get(
-    "/{order_id}/refunds", response_model=list[RefundOut], responses=problem_responses(401, 404)
+    "/{order_id}/refunds",
+    response_model=list[RefundOut],
+    summary="An order's refunds",
+    description="Every refund of the order, oldest first, whatever its status." + _OWNER_OR_ADMIN,
+    responses={
+        **json_answer(200, "The refunds", refunds=[{**ex.REFUND, "status": "succeeded"}]),
+        **problem_responses(401, 404, examples=_NO_ORDER),
+    },
 )
 def order_refunds(order_id: str, viewer: ViewerDep, session: SessionDep) -> list[RefundOut]:
     return [RefundOut.of(refund) for refund in refunds.list_refunds(session, viewer, order_id)]

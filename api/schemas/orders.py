@@ -119,6 +119,8 @@ class OrderOut(BaseModel):
 
 
 class RefundCreate(RequestBody):
+    model_config = with_examples(ex.REFUND_REQUEST)
+
     amount: Annotated[
         int,
         Field(ge=1, le=10_000_000_000, strict=True, description="minor units of the currency"),
@@ -128,6 +130,8 @@ class RefundCreate(RequestBody):
 
 
 class RefundOut(BaseModel):
+    model_config = with_examples(ex.REFUND)
+
     id: str
     order_id: str
     amount: int
