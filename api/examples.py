@@ -71,8 +71,23 @@ ORDER = {
     "payment_intent_id": "pi_local_8d2e4f6a0b1c3d5e7f9a1b2c",
     "failure_reason": None,
     "next_action_url": None,
+    "captured_amount": 15075,
+    "refunded_amount": 0,
+    "refundable_amount": 15075,
     "created_at": CREATED,
     "updated_at": UPDATED,
+}
+
+REFUND_REQUEST = {"amount": 5025, "reason": "one pen arrived broken"}
+REFUND = {
+    "id": "ref_01m8kz3q9c4x7h2v6b5n8t1r0d",
+    "order_id": ORDER_ID,
+    "amount": 5025,
+    "currency": "usd",
+    "status": "pending",
+    "reason": "one pen arrived broken",
+    "created_at": CREATED,
+    "updated_at": CREATED,
 }
 
 PENDING_ORDER = {

@@ -197,6 +197,7 @@ def _intake(
 
     from api.app import create_app
     from api.routers.orders import _render_created
+    from orderflow import idempotency
     from orderflow.db import Database, make_engine
     from orderflow.orders import service as orders
 
@@ -224,7 +225,7 @@ def _intake(
                 shipping_address=body["shipping_address"],
                 payment_method=body["payment_method"],
             )
-            request = orders.IdempotentRequest(
+            request = idempotency.IdempotentRequest(
                 caller_id=seeded.user_ids[1], key=uuid.uuid4().hex, fingerprint="f" * 64,
                 ttl_hours=24,
             )  # fmt: skip

@@ -81,11 +81,28 @@ _CHECKS: dict[str, str] = {
           AND (p.id IS NULL OR p.amount <> o.total_amount OR p.currency <> o.currency)
           AND NOT (o.failure_reason IS NOT DISTINCT FROM 'payment_amount_mismatch'
                    AND o.status IN ('failed', 'cancelled'))""",
+    # Refunds (pending + succeeded) within the capture: a CHECK on orders enforces it; the
+    # counters it checks must be the sums of the refund rows, and the capture the charge's.
     "refund_within_capture": """
-        SELECT r.order_id, 'refunded ' || r.amount || ' of ' || coalesce(c.amount, 0)
-        FROM payments r LEFT JOIN payments c
-          ON c.order_id = r.order_id AND c.kind = 'charge' AND c.status = 'succeeded'
-        WHERE r.kind = 'refund' AND r.status = 'succeeded' AND r.amount > coalesce(c.amount, 0)""",
+        SELECT o.id, 'refunded ' || o.refunded_amount || ' + pending '
+               || o.refund_pending_amount || ' of ' || o.captured_amount || ' captured'
+        FROM orders o
+        WHERE o.refunded_amount + o.refund_pending_amount > o.captured_amount""",
+    "refund_counters_match_refunds": """
+        SELECT o.id, 'counters ' || o.refunded_amount || '/' || o.refund_pending_amount
+               || ', refunds ' || coalesce(r.done, 0) || '/' || coalesce(r.pending, 0)
+        FROM orders o LEFT JOIN (
+            SELECT order_id, sum(amount) FILTER (WHERE status = 'succeeded') AS done,
+                   sum(amount) FILTER (WHERE status = 'pending') AS pending
+            FROM refunds GROUP BY order_id) r ON r.order_id = o.id
+        WHERE o.refunded_amount <> coalesce(r.done, 0)
+           OR o.refund_pending_amount <> coalesce(r.pending, 0)""",
+    "captured_amount_is_the_charge": """
+        SELECT o.id, 'captured_amount ' || o.captured_amount || ', charge '
+               || coalesce(c.amount::text, 'none')
+        FROM orders o LEFT JOIN payments c
+          ON c.order_id = o.id AND c.kind = 'charge' AND c.status = 'succeeded'
+        WHERE o.captured_amount <> coalesce(c.amount, 0)""",
     "order_total_is_sum_of_lines": """
         SELECT o.id, 'total ' || o.total_amount || ', lines ' || coalesce(sum(l.subtotal_amount), 0)
         FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
@@ -126,10 +143,10 @@ _CHECKS: dict[str, str] = {
         LEFT JOIN emails e ON e.order_id = o.id AND e.kind = o.status AND e.status = 'sent'
         WHERE o.status IN ('shipped', 'delivered', 'cancelled', 'failed') AND e.id IS NULL""",
     "ended_order_refunded": """
-        SELECT o.id, o.status || ' but its capture was not refunded'
-        FROM orders o JOIN payments c ON c.order_id = o.id AND c.kind = 'charge'
-        LEFT JOIN payments r ON r.order_id = o.id AND r.kind = 'refund' AND r.status = 'succeeded'
-        WHERE o.status IN ('failed', 'cancelled') AND c.status = 'succeeded' AND r.id IS NULL""",
+        SELECT o.id, o.status || ' but ' || (o.captured_amount - o.refunded_amount)
+               || ' of its capture was not refunded'
+        FROM orders o
+        WHERE o.status IN ('failed', 'cancelled') AND o.refunded_amount < o.captured_amount""",
 }
 
 

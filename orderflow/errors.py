@@ -51,6 +51,10 @@ class InsufficientStock(Conflict):
     slug, title = "insufficient-stock", "Insufficient stock"
 
 
+class RefundExceedsRefundable(Conflict):
+    slug, title = "refund-exceeds-refundable", "More than is left to refund"
+
+
 class IdempotencyKeyInFlight(Conflict):
     slug, title = "idempotency-key-in-use", "Request with this Idempotency-Key is in progress"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,38 @@ class StoredResponse:
     status: int
     body: dict[str, Any]
     location: str | None = None
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """An ``Idempotency-Key``, scoped to whoever sent it (an admin acting for a customer has
+    keys of their own), with the fingerprint of the request it came with."""
+
+    caller_id: str
+    key: str
+    fingerprint: str
+    ttl_hours: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    response: StoredResponse
+    replayed: bool
+
+
+def once(
+    session: Session, request: IdempotentRequest | None, act: Callable[[], StoredResponse]
+) -> Answer:
+    """The replay rule: the answer already given to this key, or ``act()``'s, remembered
+    in the same transaction as its effect. Without a key, just ``act()``."""
+    if request is None:
+        return Answer(act(), replayed=False)
+    stored = claim(session, request.caller_id, request.key, request.fingerprint, request.ttl_hours)
+    if stored is not None:
+        return Answer(stored, replayed=True)
+    response = act()
+    remember(session, request.caller_id, request.key, request.fingerprint, response)
+    return Answer(response, replayed=False)
 
 
 def check_key(key: str) -> None:
@@ -134,9 +167,10 @@ def charge_idempotency_key(order_id: str, attempt: int) -> str:
     return f"orderflow:{order_id}:charge:{attempt}"
 
 
-def refund_idempotency_key(order_id: str) -> str:
-    """An order is refunded at most once, in full."""
-    return f"orderflow:{order_id}:refund"
+def refund_idempotency_key(order_id: str, refund_id: str) -> str:
+    """One provider refund per refund row: the row is written before the call, so a retry
+    of the same refund sends the same key and a new refund a new one."""
+    return f"orderflow:{order_id}:refund:{refund_id}"
 
 
 def email_message_key(order_id: str, kind: str) -> str:

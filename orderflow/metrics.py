@@ -187,7 +187,13 @@ class InstrumentedPaymentProvider:
         )
 
     def refund(
-        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+        self,
+        *,
+        order_id: str,
+        payment_intent_id: str,
+        amount: Money,
+        idempotency_key: str,
+        refund_id: str | None = None,
     ) -> RefundResult:
         return observe_call(
             self.name,
@@ -197,6 +203,7 @@ class InstrumentedPaymentProvider:
                 payment_intent_id=payment_intent_id,
                 amount=amount,
                 idempotency_key=idempotency_key,
+                refund_id=refund_id,
             ),
             lambda result: str(result.status),
         )

@@ -30,7 +30,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from orderflow.event_types import OrderEventType
 from orderflow.money import Money
-from orderflow.statuses import OrderStatus, PaymentKind, PaymentRecordStatus, PaymentStatus
+from orderflow.statuses import (
+    OrderStatus,
+    PaymentKind,
+    PaymentRecordStatus,
+    PaymentStatus,
+    RefundStatus,
+)
 
 
 class Base(DeclarativeBase):
@@ -145,7 +151,7 @@ class Order(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     status: Mapped[OrderStatus] = _enum_column(OrderStatus, 16)
-    payment_status: Mapped[PaymentStatus] = _enum_column(PaymentStatus, 16)
+    payment_status: Mapped[PaymentStatus] = _enum_column(PaymentStatus, 24)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     total_amount: Mapped[int] = mapped_column(BigInteger)
@@ -154,6 +160,11 @@ class Order(Base):
     invoice_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(String(64))
+    #: Money counters kept with the refunds that move them, under the order's row lock; a
+    #: CHECK keeps pending + refunded within the capture (promise 9).
+    captured_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    refund_pending_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
@@ -167,7 +178,8 @@ class Order(Base):
             name="orders_status",
         ),
         CheckConstraint(
-            "payment_status IN ('unpaid','processing','paid','failed','refunded')",
+            "payment_status IN ('unpaid','processing','paid','failed','partially_refunded',"
+            "'refunded')",
             name="orders_payment_status",
         ),
         CheckConstraint("subtotal_amount >= 0 AND total_amount >= 0", name="orders_amounts"),
@@ -183,6 +195,12 @@ class Order(Base):
     @property
     def subtotal(self) -> Money:
         return Money(self.subtotal_amount, self.currency)
+
+    @property
+    def refundable(self) -> Money:
+        """What may still be refunded: captured, less refunds succeeded or under way."""
+        left = self.captured_amount - self.refunded_amount - self.refund_pending_amount
+        return Money(left, self.currency)
 
 
 class OrderLine(Base):
@@ -296,6 +314,26 @@ class Payment(Base):
         ),
         CheckConstraint("amount >= 0", name="payments_amount"),
     )
+
+
+class Refund(Base):
+    """Money given back to the customer, all or part of the capture (``ref_…``)."""
+
+    __tablename__ = "refunds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[RefundStatus] = _enum_column(RefundStatus, 16)
+    reason: Mapped[str] = mapped_column(String(500), server_default="")
+    provider_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
 
 
 class InvoiceCounter(Base):

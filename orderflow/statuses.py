@@ -20,6 +20,7 @@ class PaymentStatus(StrEnum):
     PROCESSING = "processing"
     PAID = "paid"
     FAILED = "failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
@@ -43,3 +44,13 @@ class PaymentRecordStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (PaymentRecordStatus.SUCCEEDED, PaymentRecordStatus.DECLINED)
+
+
+class RefundStatus(StrEnum):
+    """A refund is written ``pending`` before the provider is asked; a provider that later
+    reports a succeeded refund failed moves it to ``failed`` and the money is refundable
+    again."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

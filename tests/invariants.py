@@ -66,8 +66,8 @@ def assert_promises_kept(
                 """SELECT
                      (SELECT coalesce(sum(amount), 0) FROM payments
                        WHERE kind = 'charge' AND status = 'succeeded')
-                     - (SELECT coalesce(sum(amount), 0) FROM payments
-                       WHERE kind = 'refund' AND status = 'succeeded'),
+                     - (SELECT coalesce(sum(amount), 0) FROM refunds
+                       WHERE status = 'succeeded'),
                      (SELECT coalesce(sum(total_amount), 0) FROM orders
                        WHERE status IN ('confirmed', 'shipped', 'delivered'))"""
             )

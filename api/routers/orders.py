@@ -28,12 +28,20 @@ from api.schemas.common import (
     problem_example,
     problem_responses,
 )
-from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
+from api.schemas.orders import (
+    EventOut,
+    OrderCreate,
+    OrderOut,
+    RefundCreate,
+    RefundOut,
+    StatusChange,
+)
 from orderflow import idempotency
 from orderflow.errors import NotFound
 from orderflow.fulfilment import moves
+from orderflow.fulfilment import refund_requests as refunds
 from orderflow.fulfilment.invoicing import invoice_pdf, why_no_invoice
-from orderflow.models import Order
+from orderflow.models import Order, Refund
 from orderflow.orders import service as orders
 from orderflow.orders.service import Viewer
 from orderflow.payments.local import TEST_PAYMENT_METHODS
@@ -272,11 +280,11 @@ def _place(
     ttl_hours: int,
     session: Session,
     viewer: Viewer,
-) -> orders.Placement:
+) -> idempotency.Answer:
     """Place, in the caller's unit of work (``CallerWork``)."""
     request = None
     if idempotency_key is not None:
-        request = orders.IdempotentRequest(
+        request = idempotency.IdempotentRequest(
             caller_id=viewer.user_id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
@@ -497,6 +505,96 @@ def order_invoice(order_id: str, viewer: ViewerDep, session: SessionDep) -> Resp
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{order.invoice_number}.pdf"'},
     )
+
+
+def _render_refund(refund: Refund) -> idempotency.StoredResponse:
+    return idempotency.StoredResponse(
+        status=status.HTTP_201_CREATED,
+        body=RefundOut.of(refund).model_dump(mode="json"),
+        location=f"/api/v1/orders/{refund.order_id}/refunds",
+    )
+
+
+@router.post(
+    "/{order_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundOut,
+    summary="Refund part or all of an order's payment",
+    description=(
+        "Admins only. `amount` (minor units of the order's currency) must fit in what is "
+        "left to refund: captured, less refunds succeeded or pending; more is 409 "
+        "`refund-exceeds-refundable`, under any concurrency (checked under the order's row "
+        "lock; a database constraint keeps it too). The refund is written `pending` and "
+        "sent to the payment provider in the background, once, with an idempotency key "
+        "derived from its id; it becomes `succeeded` or `failed`, and the order's "
+        "`refunded_amount`, `refundable_amount` and `payment_status` "
+        "(`partially_refunded`, `refunded`) follow. An `Idempotency-Key` replays the first "
+        "answer, as for orders."
+    ),
+    responses={
+        **json_answer(201, "The refund, pending", refund=ex.REFUND),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            404,
+            409,
+            examples={
+                **_NO_ORDER,
+                409: {
+                    "too-much": problem_example(
+                        409,
+                        "refund-exceeds-refundable",
+                        "More than is left to refund",
+                        f"order {ex.ORDER_ID} has 1000 usd left to refund (captured 15075, "
+                        "refunded 14075, pending 0); 5025 asked",
+                    )
+                },
+            },
+        ),
+    },
+)
+def refund_order(
+    order_id: str,
+    body: RefundCreate,
+    viewer: ViewerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Refund part or all of what is left of the capture; 409 when more than that."""
+    request = None
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
+        request = idempotency.IdempotentRequest(
+            caller_id=viewer.user_id,
+            key=idempotency_key,
+            fingerprint=idempotency.fingerprint(
+                "POST", f"/orders/{order_id}/refunds", body.model_dump(mode="json")
+            ),
+            ttl_hours=settings.idempotency_key_ttl_hours,
+        )
+    answer = refunds.refund_order(
+        session, viewer, order_id, body.amount, body.reason, request, _render_refund
+    )
+    headers = {"Location": answer.response.location or ""}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(answer.response.body, answer.response.status, headers=headers)
+
+
+@router.get(
+    "/{order_id}/refunds",
+    response_model=list[RefundOut],
+    summary="An order's refunds",
+    description="Every refund of the order, oldest first, whatever its status." + _OWNER_OR_ADMIN,
+    responses={
+        **json_answer(200, "The refunds", refunds=[{**ex.REFUND, "status": "succeeded"}]),
+        **problem_responses(401, 404, examples=_NO_ORDER),
+    },
+)
+def order_refunds(order_id: str, viewer: ViewerDep, session: SessionDep) -> list[RefundOut]:
+    return [RefundOut.of(refund) for refund in refunds.list_refunds(session, viewer, order_id)]
 
 
 customers_router = APIRouter(prefix="/customers", tags=["orders"])

@@ -81,6 +81,7 @@ class _Event(_Inbound):
 
 class _Metadata(_Inbound):
     order_id: Annotated[str, Field(max_length=40)] | None = None
+    refund_id: Annotated[str, Field(max_length=40)] | None = None
 
 
 class _PaymentError(_Inbound):
@@ -98,7 +99,16 @@ class _Intent(_Inbound):
 
 
 class _Refund(_Inbound):
-    id: ProviderId | None = None
+    id: ProviderId
+    amount: MinorUnits
+    currency: Currency
+    status: ShortCode | None = None
+    metadata: _Metadata | None = None
+    failure_reason: ShortCode | None = None
+
+
+class _RefundOfIntent(_Refund):
+    payment_intent: ProviderId
 
 
 class _Refunds(_Inbound):
@@ -117,6 +127,8 @@ _OBJECT_SHAPES: dict[str, type[_Inbound]] = {
     "payment_intent.succeeded": _Intent,
     "payment_intent.payment_failed": _Intent,
     "charge.refunded": _Charge,
+    "refund.updated": _RefundOfIntent,
+    "refund.failed": _RefundOfIntent,
 }
 
 

@@ -7,8 +7,8 @@ from pydantic import BaseModel, Field
 
 from api import examples as ex
 from api.schemas.common import NON_BLANK, CountryCode, RequestBody, WholeNumber, with_examples
-from orderflow.models import Order, OrderEvent
-from orderflow.statuses import OrderStatus, PaymentStatus
+from orderflow.models import Order, OrderEvent, Refund
+from orderflow.statuses import OrderStatus, PaymentStatus, RefundStatus
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
 OptionalText = Annotated[str, Field(max_length=200)] | None
@@ -78,6 +78,9 @@ class OrderOut(BaseModel):
         "order waits for it: with the local payment provider, this API's own page; "
         "otherwise null.",
     )
+    captured_amount: int
+    refunded_amount: int
+    refundable_amount: int
     created_at: datetime
     updated_at: datetime
 
@@ -107,8 +110,48 @@ class OrderOut(BaseModel):
             payment_intent_id=order.payment_intent_id,
             failure_reason=order.failure_reason,
             next_action_url=next_action_url,
+            captured_amount=order.captured_amount,
+            refunded_amount=order.refunded_amount,
+            refundable_amount=order.refundable.amount,
             created_at=order.created_at,
             updated_at=order.updated_at,
+        )
+
+
+class RefundCreate(RequestBody):
+    model_config = with_examples(ex.REFUND_REQUEST)
+
+    amount: Annotated[
+        int,
+        Field(ge=1, le=10_000_000_000, strict=True, description="minor units of the currency"),
+        WholeNumber,
+    ]
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class RefundOut(BaseModel):
+    model_config = with_examples(ex.REFUND)
+
+    id: str
+    order_id: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, refund: Refund) -> RefundOut:
+        return cls(
+            id=refund.id,
+            order_id=refund.order_id,
+            amount=refund.amount,
+            currency=refund.currency,
+            status=refund.status,
+            reason=refund.reason,
+            created_at=refund.created_at,
+            updated_at=refund.updated_at,
         )
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from orderflow.db import Database
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.moves import confirm_order, fail_order
+from orderflow.fulfilment.refund_requests import refund_in_full
 from orderflow.fulfilment.reservations import has_reservations
 from orderflow.idempotency import charge_idempotency_key
 from orderflow.models import Order, Payment
@@ -337,14 +338,17 @@ def _record_mismatched_capture(
         currency=result.amount.currency,
         decline_code=None,
     )
-    paid: dict[str, Any] = {"payment_status": PaymentStatus.PAID}
+    paid: dict[str, Any] = {
+        "payment_status": PaymentStatus.PAID,
+        "captured_amount": result.amount.amount,
+    }
     if order.payment_intent_id is None:
         paid["payment_intent_id"] = result.intent_id
     if order.status == OrderStatus.PENDING:
         fail_order(orders, order, PAYMENT_AMOUNT_MISMATCH, **paid)
     else:
         orders.update(order, **paid)
-    schedule(orders.session, Step.REFUND_PAYMENT, order.id)
+    refund_in_full(orders, order, PAYMENT_AMOUNT_MISMATCH)
 
 
 def give_up_charge(session: Session, order_id: str, reason: str) -> None:
@@ -382,7 +386,12 @@ def _record_success(
     orders.update_payment(
         charge, status=PaymentRecordStatus.SUCCEEDED, decline_code=None, **charge_changes
     )
-    paid = {**order_changes, "payment_status": PaymentStatus.PAID, "failure_reason": None}
+    paid = {
+        **order_changes,
+        "payment_status": PaymentStatus.PAID,
+        "failure_reason": None,
+        "captured_amount": charge.amount,
+    }
     orders.record_event(
         order.id,
         OrderEventType.PAYMENT_SUCCEEDED,
@@ -399,7 +408,7 @@ def _record_success(
         # Captured after the order was cancelled or failed: the money goes back.
         orders.update(order, **paid)
         log.warning("payment captured for an order no longer pending", order_id=order.id)
-        schedule(orders.session, Step.REFUND_PAYMENT, order.id)
+        refund_in_full(orders, order)
 
 
 def _record_decline(

@@ -11,13 +11,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from orderflow.errors import Forbidden, TransitionNotAllowed
+from orderflow.fulfilment.refund_requests import refund_in_full
 from orderflow.fulfilment.reservations import release_stock
 from orderflow.models import Order
 from orderflow.orders.lifecycle import transition
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.orders.service import Viewer, get_order
 from orderflow.orders.state import ActorRole
-from orderflow.statuses import OrderStatus, PaymentStatus
+from orderflow.statuses import OrderStatus
 from orderflow.steps import EmailKind, Step, schedule
 
 #: The e-mail each status sends.
@@ -118,6 +119,5 @@ def cancel_order(session: Session, order_id: str, viewer: Viewer) -> Order:
         actor=viewer.user_id,
         reason="cancelled_by_admin" if viewer.is_admin else "cancelled_by_customer",
     )
-    if order.payment_status == PaymentStatus.PAID:
-        schedule(session, Step.REFUND_PAYMENT, order.id)
+    refund_in_full(orders, order)
     return order

@@ -25,7 +25,6 @@ from orderflow.orders.repository import (
     has_invoice,
     has_reservation,
     not_parked,
-    refund_succeeded,
     status_in,
 )
 from orderflow.statuses import OrderStatus
@@ -75,7 +74,10 @@ def find_stalled_work(
         *owed(Step.CHARGE_PAYMENT, _pending_reserved_unpaid()),
         *owed(Step.CHARGE_PAYMENT, _ended_with_charge_in_flight()),
         *owed(Step.GENERATE_INVOICE, all_of(status_in(INVOICED_STATUSES), ~has_invoice())),
-        *owed(Step.REFUND_PAYMENT, _unrefunded()),
+    ]
+    work += [
+        Redrive(Step.REFUND_PAYMENT, order_id, {"refund_id": refund_id})
+        for order_id, refund_id in orders.stalled_refunds(cutoff)
     ]
     for kind, statuses in EMAIL_STATUSES.items():
         condition = all_of(status_in(statuses), ~email_sent(kind.value))
@@ -104,7 +106,3 @@ def _pending_reserved_unpaid() -> ColumnElement[bool]:
 def _ended_with_charge_in_flight() -> ColumnElement[bool]:
     """Cancelled or failed while a charge was under way: it may have captured money."""
     return all_of(status_in(_ENDED), charge_in(Charge.PROCESSING, Charge.REQUIRES_ACTION))
-
-
-def _unrefunded() -> ColumnElement[bool]:
-    return all_of(status_in(_ENDED), charge_in(Charge.SUCCEEDED), ~refund_succeeded())

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.charging import Reporter, record_charge_result
-from orderflow.fulfilment.refunds import record_refund_report
+from orderflow.fulfilment.refunds import ReportedRefund, reconcile_refund
 from orderflow.models import WebhookEvent
 from orderflow.money import Money
 from orderflow.orders.repository import OrderRepository
@@ -52,7 +52,9 @@ def handle_payment_event(session: Session, event: ProviderEvent) -> str:
         metadata = event.object.get("metadata") or {}
         return _apply_intent(session, event, intent_id, metadata.get("order_id"))
     if event.type == "charge.refunded":
-        return _apply_refund(session, event)
+        return _apply_charge_refunds(session, event)
+    if event.type in ("refund.updated", "refund.failed"):
+        return _apply_refund(session, event, event.object)
     return "ignored"
 
 
@@ -83,16 +85,34 @@ def _amount_of(intent: dict[str, Any]) -> int:
     return int(intent["amount"])
 
 
-def _apply_refund(session: Session, event: ProviderEvent) -> str:
-    intent_id = str(event.object.get("payment_intent"))
-    metadata = event.object.get("metadata") or {}
+def _apply_charge_refunds(session: Session, event: ProviderEvent) -> str:
+    """A charge's refunds, as ``charge.refunded`` lists them: each reconciled on its own."""
+    refunds = (event.object.get("refunds") or {}).get("data") or []
+    outcomes = {
+        _apply_refund(
+            session, event, {**refund, "payment_intent": event.object.get("payment_intent"),
+                             "metadata": refund.get("metadata") or event.object.get("metadata")},
+        )
+        for refund in refunds
+    }  # fmt: skip
+    return "anomaly" if "anomaly" in outcomes else ("applied" if outcomes else "ignored")
+
+
+def _apply_refund(session: Session, event: ProviderEvent, refund: dict[str, Any]) -> str:
+    intent_id = str(refund.get("payment_intent"))
+    metadata = refund.get("metadata") or {}
     order_id = find_order_id(session, intent_id, metadata.get("order_id"))
     if order_id is None:
         return "ignored"
-    refunds = (event.object.get("refunds") or {}).get("data") or [{}]
-    amount = Money(int(event.object["amount_refunded"]), str(event.object["currency"]))
     _mark_event_order(session, event.id, order_id)
-    return record_refund_report(session, order_id, intent_id, refunds[0].get("id"), amount)
+    report = ReportedRefund(
+        provider_id=str(refund["id"]),
+        amount=Money(int(refund["amount"]), str(refund["currency"])),
+        status=str(refund.get("status") or "succeeded"),
+        refund_id=metadata.get("refund_id"),
+        failure_code=refund.get("failure_reason"),
+    )
+    return reconcile_refund(session, order_id, intent_id, report)
 
 
 def find_order_id(session: Session, intent_id: str, metadata_order_id: str | None) -> str | None:

@@ -56,6 +56,7 @@ from orderflow.models import (
     OrderEvent,
     OrderLine,
     Payment,
+    Refund,
     StockReservation,
     User,
     parameters_for,
@@ -64,7 +65,7 @@ from orderflow.models import (
 )
 from orderflow.money import Money
 from orderflow.pagination import Page, paginate
-from orderflow.statuses import OrderStatus, PaymentKind, PaymentRecordStatus
+from orderflow.statuses import OrderStatus, PaymentKind, PaymentRecordStatus, RefundStatus
 
 #: The actor of what the pipeline does on its own.
 SYSTEM_ACTOR = "system"
@@ -208,10 +209,6 @@ class OrderRepository:
     def charge_of(self, order_id: str, *, lock: bool = False) -> Payment | None:
         return self.session.scalar(_LOCK_CHARGE if lock else _SELECT_CHARGE, {"order_id": order_id})
 
-    def refund_of(self, order_id: str) -> Payment | None:
-        """The order's refund row, locked."""
-        return self.session.scalar(_LOCK_REFUND, {"order_id": order_id})
-
     def start_charge(self, order_id: str, amount: Money, attempt: int) -> None:
         """The charge row, written before the provider is called (``processing``)."""
         self.session.execute(
@@ -221,17 +218,40 @@ class OrderRepository:
              "amount": amount.amount, "currency": amount.currency},
         )  # fmt: skip
 
-    def start_refund(self, order_id: str, amount: Money) -> Payment:
-        """The refund row, written before the provider is called (``processing``)."""
-        self.session.execute(
-            _INSERT_PAYMENT,
-            {"order_id": order_id, "kind": PaymentKind.REFUND,
-             "status": PaymentRecordStatus.PROCESSING, "attempt": 1,
-             "amount": amount.amount, "currency": amount.currency},
-        )  # fmt: skip
-        refund = self.refund_of(order_id)
-        assert refund is not None
+    # -- refunds ----------------------------------------------------------------------------
+
+    def add_refund(self, order_id: str, amount: Money, reason: str) -> Refund:
+        """A refund row, ``pending``, written before the provider is asked."""
+        refund = Refund(
+            id=new_id("ref"),
+            order_id=order_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            status=RefundStatus.PENDING,
+            reason=reason,
+        )
+        self.session.add(refund)
+        self.session.flush()
         return refund
+
+    def refund(self, refund_id: str, *, lock: bool = False) -> Refund | None:
+        return self.session.scalar(
+            _LOCK_REFUND if lock else _SELECT_REFUND, {"refund_id": refund_id}
+        )
+
+    def refund_by_provider_id(self, provider_id: str) -> Refund | None:
+        return self.session.scalar(_REFUND_BY_PROVIDER_ID, {"provider_id": provider_id})
+
+    def refunds_of(self, order_id: str) -> list[Refund]:
+        return list(self.session.scalars(_REFUNDS_OF, {"order_id": order_id}))
+
+    def update_refund(self, refund: Refund, **changes: Any) -> None:
+        self._write(refund, _update_by_key(_refunds), changes)
+
+    def stalled_refunds(self, cutoff: datetime) -> list[tuple[str, str]]:
+        """(order id, refund id) of refunds pending since before ``cutoff``, oldest first."""
+        rows = self.session.execute(_STALLED_REFUNDS, {"cutoff": cutoff}).all()
+        return [(str(order_id), str(refund_id)) for order_id, refund_id in rows]
 
     def update_payment(self, payment: Payment, **changes: Any) -> None:
         self._write(payment, _update_by_key(_payments), changes)
@@ -342,14 +362,6 @@ def charge_in(*statuses: PaymentRecordStatus) -> ColumnElement[bool]:
     )
 
 
-def refund_succeeded() -> ColumnElement[bool]:
-    return exists().where(
-        Payment.order_id == Order.id,
-        Payment.kind == PaymentKind.REFUND,
-        Payment.status == PaymentRecordStatus.SUCCEEDED,
-    )
-
-
 def has_reservation() -> ColumnElement[bool]:
     return exists().where(StockReservation.order_id == Order.id)
 
@@ -379,7 +391,7 @@ def all_of(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
 # -- statements, built once -----------------------------------------------------------------
 
 _orders, _order_lines, _events = table_of(Order), table_of(OrderLine), table_of(OrderEvent)
-_payments = table_of(Payment)
+_payments, _refunds = table_of(Payment), table_of(Refund)
 CUSTOMER_FK = "orders_customer_id_fkey"
 
 
@@ -471,11 +483,23 @@ _SELECT_CHARGE = (
     .execution_options(populate_existing=True)
 )
 _LOCK_CHARGE = _SELECT_CHARGE.with_for_update()
-_LOCK_REFUND = (
-    select(Payment)
-    .where(Payment.order_id == bindparam("order_id"), Payment.kind == PaymentKind.REFUND)
-    .with_for_update()
+_SELECT_REFUND = (
+    select(Refund)
+    .where(Refund.id == bindparam("refund_id"))
     .execution_options(populate_existing=True)
+)
+_LOCK_REFUND = _SELECT_REFUND.with_for_update()
+_REFUND_BY_PROVIDER_ID = select(Refund).where(Refund.provider_id == bindparam("provider_id"))
+_REFUNDS_OF = (
+    select(Refund)
+    .where(Refund.order_id == bindparam("order_id"))
+    .order_by(Refund.created_at, Refund.id)
+)
+_STALLED_REFUNDS = (
+    select(Refund.order_id, Refund.id)
+    .where(Refund.status == RefundStatus.PENDING, Refund.updated_at < bindparam("cutoff"))
+    .order_by(Refund.updated_at)
+    .limit(SWEEP_BATCH)
 )
 _INSERT_PAYMENT = insert(_payments)
 _UNPARK_CHARGE = (

@@ -41,12 +41,6 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True)
-class Placement:
-    response: idempotency.StoredResponse
-    replayed: bool
-
-
-@dataclass(frozen=True)
 class Viewer:
     """Who is looking: admins see every order, everyone else only their own."""
 
@@ -66,39 +60,18 @@ class OrderFilter:
     created_before: datetime | None = None
 
 
-@dataclass(frozen=True)
-class IdempotentRequest:
-    """An ``Idempotency-Key``, scoped to whoever sent it (an admin ordering for a customer
-    has keys of their own)."""
-
-    caller_id: str
-    key: str
-    fingerprint: str
-    ttl_hours: int
-
-
 def place_order_idempotently(
     session: Session,
     viewer: Viewer,
     command: PlaceOrder,
-    request: IdempotentRequest | None,
+    request: idempotency.IdempotentRequest | None,
     render: Callable[[Order], idempotency.StoredResponse],
-) -> Placement:
+) -> idempotency.Answer:
     """Place the order, or replay the answer already given to the same Idempotency-Key.
     Only an admin places an order for another customer."""
     if command.customer_id != viewer.user_id and not viewer.is_admin:
         raise Forbidden("only admins may place an order for another customer")
-    if request is not None:
-        stored = idempotency.claim(
-            session, request.caller_id, request.key, request.fingerprint, request.ttl_hours
-        )
-        if stored is not None:
-            return Placement(stored, replayed=True)
-    order = place_order(session, command)
-    response = render(order)
-    if request is not None:
-        idempotency.remember(session, request.caller_id, request.key, request.fingerprint, response)
-    return Placement(response, replayed=False)
+    return idempotency.once(session, request, lambda: render(place_order(session, command)))
 
 
 def place_order(session: Session, command: PlaceOrder) -> Order:
@@ -139,7 +112,17 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
         ):
             raise NotFound(f"customer {command.customer_id} does not exist") from None
         raise
-    return Order(**values, created_at=stamps.created_at, updated_at=stamps.updated_at, lines=lines)
+    return Order(
+        **values,
+        **_NOTHING_CAPTURED,
+        created_at=stamps.created_at,
+        updated_at=stamps.updated_at,
+        lines=lines,
+    )
+
+
+#: A new order's money counters, as the columns' defaults write them.
+_NOTHING_CAPTURED = {"captured_amount": 0, "refunded_amount": 0, "refund_pending_amount": 0}
 
 
 def _priced_lines(items: list[LineRequest], products: dict[str, Product]) -> list[OrderLine]:

@@ -277,7 +277,13 @@ class LocalPaymentProvider:
         return _result(record)
 
     def refund(
-        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+        self,
+        *,
+        order_id: str,
+        payment_intent_id: str,
+        amount: Money,
+        idempotency_key: str,
+        refund_id: str | None = None,
     ) -> RefundResult:
         request = {
             "order_id": order_id,

@@ -159,9 +159,16 @@ class PaymentProvider(Protocol):
         ...
 
     def refund(
-        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+        self,
+        *,
+        order_id: str,
+        payment_intent_id: str,
+        amount: Money,
+        idempotency_key: str,
+        refund_id: str | None = None,
     ) -> RefundResult:
-        """Refund ``amount`` of a succeeded payment; never more than is left to refund."""
+        """Refund ``amount`` of a succeeded payment; never more than is left to refund.
+        ``refund_id`` (ours) travels in the provider's metadata, for its webhooks."""
         ...
 
     def retrieve(self, payment_intent_id: str) -> PaymentResult:

@@ -92,12 +92,18 @@ class StripePaymentProvider:
         return _intent_result(intent.to_dict())
 
     def refund(
-        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+        self,
+        *,
+        order_id: str,
+        payment_intent_id: str,
+        amount: Money,
+        idempotency_key: str,
+        refund_id: str | None = None,
     ) -> RefundResult:
         params: RefundCreateParams = {
             "payment_intent": payment_intent_id,
             "amount": amount.amount,
-            "metadata": {"order_id": order_id},
+            "metadata": {"order_id": order_id, **({"refund_id": refund_id} if refund_id else {})},
         }
         try:
             refund = self._client.v1.refunds.create(

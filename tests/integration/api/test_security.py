@@ -63,6 +63,7 @@ OWNER_ROUTES: set[Route] = {
     ("DELETE", f"{PREFIX}/orders/{{order_id}}"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/events"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/invoice"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/refunds"),
     ("GET", f"{PREFIX}/customers/{{customer_id}}/orders"),
 }
 #: Routes only an admin may call: a client is refused (403).
@@ -71,6 +72,7 @@ ADMIN_ROUTES: set[Route] = {
     ("PATCH", f"{PREFIX}/products/{{product_id}}"),
     ("DELETE", f"{PREFIX}/products/{{product_id}}"),
     ("PUT", f"{PREFIX}/orders/{{order_id}}/status"),
+    ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"),
 }
 #: Routes anyone may call, knowingly.
 PUBLIC_ROUTES: set[Route] = {
@@ -231,6 +233,7 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         },
         ("POST", f"{PREFIX}/orders"): order_body((world.products[0], 1)),
         ("PUT", f"{PREFIX}/orders/{{order_id}}/status"): {"status": "shipped"},
+        ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
     }
 
 

@@ -179,7 +179,7 @@ def test_a_forged_refund_of_a_foreign_intent_changes_nothing(
         "amount_refunded": 2000,
         "currency": "usd",
         "metadata": {"order_id": order_id},
-        "refunds": {"data": [{"id": "re_3Foreign"}]},
+        "refunds": {"data": [{"id": "re_3Foreign", "amount": 2000, "currency": "usd"}]},
     }
     assert _post(api, "charge.refunded", charge)["outcome"] == "anomaly"
     assert customer.get(f"/orders/{order_id}").json()["payment_status"] == "paid"

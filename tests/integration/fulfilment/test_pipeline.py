@@ -23,6 +23,7 @@ from orderflow.models import (
     OrderEvent,
     Payment,
     Product,
+    Refund,
     StockReservation,
 )
 from orderflow.payments import IntentStatus, payment_provider_from_settings
@@ -58,7 +59,7 @@ class Edge:
     def refunds(self, order_id: str) -> int:
         if self.stripe is not None:
             return len(self.stripe.refunds(order_id=order_id))
-        return _count(self.database, Payment, order_id, kind="refund", status="succeeded")
+        return _count(self.database, Refund, order_id, status="succeeded")
 
     def emails(self, order_id: str, kind: str) -> int:
         key = email_message_key(order_id, kind)

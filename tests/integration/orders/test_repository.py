@@ -16,7 +16,13 @@ from orderflow.models import OrderEvent, OutboxMessage, Product, User
 from orderflow.money import Money
 from orderflow.orders import service as orders
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
-from orderflow.statuses import OrderStatus, PaymentKind, PaymentRecordStatus, PaymentStatus
+from orderflow.statuses import (
+    OrderStatus,
+    PaymentKind,
+    PaymentRecordStatus,
+    PaymentStatus,
+    RefundStatus,
+)
 from tests.conftest import place_command
 
 
@@ -94,8 +100,9 @@ def test_payments_round_trip_as_their_enums(clean_database: Database, order_id: 
         assert charge is not None
         assert (charge.kind, charge.status) == (PaymentKind.CHARGE, PaymentRecordStatus.PROCESSING)
         repository.update_payment(charge, status=PaymentRecordStatus.SUCCEEDED, provider_id="pi_1")
-        refund = repository.start_refund(order_id, Money(3000, "usd"))
-        assert refund.kind is PaymentKind.REFUND
+        refund = repository.add_refund(order_id, Money(1000, "usd"), "damaged")
+        assert refund.status is RefundStatus.PENDING
+        assert repository.refunds_of(order_id) == [refund]
         session.commit()
     with clean_database.unit_of_work() as session:
         repository = OrderRepository(session)
