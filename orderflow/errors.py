@@ -51,6 +51,22 @@ class InsufficientStock(Conflict):
     slug, title = "insufficient-stock", "Insufficient stock"
 
 
+class PriceChanged(Conflict):
+    """``expected_total`` differs from what the cart costs now; ``lines`` says which moved."""
+
+    slug, title = "price-changed", "Prices changed"
+
+
+class CartCompleted(Conflict):
+    """The cart already became an order (``order_id``)."""
+
+    slug, title = "cart-completed", "Cart already checked out"
+
+
+class CartExpired(Conflict):
+    slug, title = "cart-expired", "Cart expired"
+
+
 class IdempotencyKeyInFlight(Conflict):
     slug, title = "idempotency-key-in-use", "Request with this Idempotency-Key is in progress"
 

@@ -30,7 +30,7 @@ from api.schemas.common import (
 )
 from api.schemas.orders import EventOut, OrderCreate, OrderOut, StatusChange
 from orderflow import idempotency
-from orderflow.errors import NotFound
+from orderflow.errors import NotFound, Unprocessable
 from orderflow.fulfilment import moves
 from orderflow.fulfilment.invoicing import invoice_pdf, why_no_invoice
 from orderflow.models import Order
@@ -258,6 +258,7 @@ async def place_order(
 ) -> JSONResponse:
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
+    _one_source_of_lines(body)
     ttl_hours = settings.idempotency_key_ttl_hours
     placement = await work.run(functools.partial(_place, body, idempotency_key, ttl_hours))
     headers = {"Location": placement.response.location or ""}
@@ -279,16 +280,46 @@ def _place(
         request = orders.IdempotentRequest(
             caller_id=viewer.user_id,
             key=idempotency_key,
-            fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
+            fingerprint=idempotency.fingerprint("POST", "/orders", _fingerprinted(body)),
             ttl_hours=ttl_hours,
         )
     command = orders.PlaceOrder(
         customer_id=body.customer_id or viewer.user_id,
-        items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items],
+        items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items or ()],
         shipping_address=body.shipping_address.model_dump(mode="json"),
         payment_method=body.payment_method,
+        cart_id=body.cart_id,
+        expected_total=body.expected_total,
     )
     return orders.place_order_idempotently(session, viewer, command, request, _render_created)
+
+
+def _one_source_of_lines(body: OrderCreate) -> None:
+    """The lines come from ``items`` or from the caller's cart ``cart_id``, never both."""
+    problems = []
+    if (body.items is None) == (body.cart_id is None):
+        problems.append(("items", "give either items or cart_id (exactly one)"))
+    if body.cart_id is not None and body.customer_id is not None:
+        problems.append(("customer_id", "an order from a cart is its owner's: no customer_id"))
+    if body.expected_total is not None and body.cart_id is None:
+        problems.append(("expected_total", "only with cart_id"))
+    if problems:
+        names = ", ".join(field for field, _ in problems)
+        raise Unprocessable(
+            f"invalid input in {names}",
+            errors=[{"field": field, "message": message} for field, message in problems],
+        )
+
+
+#: Fields an order body gained with carts: left out of a body's fingerprint when unset, so
+#: a key first used before they existed still matches the same body.
+_NEWER_FIELDS = ("cart_id", "expected_total")
+
+
+def _fingerprinted(body: OrderCreate) -> dict[str, object]:
+    return body.model_dump(
+        mode="json", exclude={name for name in _NEWER_FIELDS if getattr(body, name) is None}
+    )
 
 
 @router.get(

@@ -6,7 +6,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from api import examples as ex
-from api.schemas.common import NON_BLANK, CountryCode, RequestBody, WholeNumber, with_examples
+from api.schemas.common import (
+    NON_BLANK,
+    Amount,
+    CountryCode,
+    RequestBody,
+    WholeNumber,
+    with_examples,
+)
 from orderflow.models import Order, OrderEvent
 from orderflow.statuses import OrderStatus, PaymentStatus
 
@@ -31,15 +38,30 @@ class LineIn(RequestBody):
     quantity: Annotated[int, Field(ge=1, le=1000, strict=True), WholeNumber]
 
 
+CartId = Annotated[str, Field(min_length=1, max_length=40)]
+
+
 class OrderCreate(RequestBody):
+    """Lines in ``items``, or the caller's cart ``cart_id``: one of the two (else 422)."""
+
     model_config = with_examples(ex.ORDER_REQUEST)
 
-    items: Annotated[list[LineIn], Field(min_length=1, max_length=100)]
+    items: Annotated[list[LineIn], Field(min_length=1, max_length=100)] | None = None
+    cart_id: CartId | None = Field(
+        default=None, description="order the lines of this cart of yours instead of `items`"
+    )
+    expected_total: Amount | None = Field(
+        default=None,
+        description="with `cart_id`: the total you showed; 409 price-changed if the cart "
+        "costs another amount now",
+    )
     shipping_address: ShippingAddress
     payment_method: Annotated[
         str, Field(min_length=1, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
     ]
-    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None, description="admins only, with `items`: order for this customer"
+    )
 
 
 class StatusChange(RequestBody):
@@ -78,6 +100,7 @@ class OrderOut(BaseModel):
         "order waits for it: with the local payment provider, this API's own page; "
         "otherwise null.",
     )
+    cart_id: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -107,6 +130,7 @@ class OrderOut(BaseModel):
             payment_intent_id=order.payment_intent_id,
             failure_reason=order.failure_reason,
             next_action_url=next_action_url,
+            cart_id=order.cart_id,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
