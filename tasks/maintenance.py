@@ -41,8 +41,9 @@ def purge(self: Task) -> None:
     report("purged", idempotency_keys=keys, outbox_messages=messages)
 
 
-#: Batches of each kind one run does at most (``carts.CART_BATCH`` carts each, one short
-#: transaction a batch); a larger backlog is left to the next run.
+#: Carts a batch (one short transaction) and batches of each kind a run does at most; a
+#: larger backlog is left to the next run, ten minutes later.
+CART_BATCH = carts.CART_BATCH
 CART_BATCHES_PER_RUN = 20
 
 
@@ -53,19 +54,19 @@ def expire_carts(self: Task) -> dict[str, int]:
     that skips the carts a change or a checkout holds, so none waits on a customer."""
     ttl_hours = runtime.settings().cart_ttl_hours
     expired = _in_batches(carts.expire_carts)
-    purged = _in_batches(lambda session: carts.purge_carts(session, ttl_hours))
+    purged = _in_batches(lambda session, limit: carts.purge_carts(session, ttl_hours, limit))
     if expired or purged:
         log.info("carts expired and purged", expired=expired, purged=purged)
     return {"expired": expired, "purged": purged}
 
 
-def _in_batches(batch: Callable[[Session], int]) -> int:
+def _in_batches(batch: Callable[[Session, int], int]) -> int:
     done = 0
     for _ in range(CART_BATCHES_PER_RUN):
         with runtime.database().unit_of_work() as session:
-            count = batch(session)
+            count = batch(session, CART_BATCH)
             session.commit()
         done += count
-        if count < carts.CART_BATCH:
+        if count < CART_BATCH:
             break
     return done

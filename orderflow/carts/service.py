@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from orderflow.carts.repository import CART_BATCH, CartRepository, CartState, NewItem
+
+__all__ = ["CART_BATCH", "CartRepository", "CartState"]
 from orderflow.catalogue.service import (
     check_for_sale,
     products_by_id,
