@@ -67,6 +67,12 @@ class CartExpired(Conflict):
     slug, title = "cart-expired", "Cart expired"
 
 
+class CurrencyMismatch(Conflict):
+    """A product priced in another currency than the cart it is put in."""
+
+    slug, title = "currency-mismatch", "Another currency than the cart's"
+
+
 class IdempotencyKeyInFlight(Conflict):
     slug, title = "idempotency-key-in-use", "Request with this Idempotency-Key is in progress"
 

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/carts", tags=["carts"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=CartOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 404),
+    responses=problem_responses(*BODY_PROBLEMS, 401, 404, 409),
 )
 def create_cart(
     body: CartCreate,

@@ -23,7 +23,7 @@ from orderflow.catalogue.service import (
     products_for_sale,
     single_currency,
 )
-from orderflow.errors import CartCompleted, CartExpired, NotFound, Unprocessable
+from orderflow.errors import CartCompleted, CartExpired, Conflict, CurrencyMismatch, NotFound
 from orderflow.ids import new_id
 from orderflow.models import Product
 from orderflow.statuses import CartStatus
@@ -73,7 +73,7 @@ def create_cart(
 ) -> CartView:
     products = products_for_sale(session, [item.product_id for item in items])
     if products:
-        _same_currency(currency or single_currency(products.values()), products.values(), "items")
+        _same_currency(currency or single_currency(products.values()), products.values())
     cart_id = new_id("cart")
     rows = [_new_item(item, products[item.product_id]) for item in items]
     CartRepository(session).create(cart_id, customer_id, currency, rows, ttl_hours)
@@ -101,15 +101,16 @@ def put_item(
     product = found[item.product_id]
     others = [row for row in state.items if row.product_id != item.product_id]
     if len(others) >= MAX_ITEMS:
-        raise Unprocessable(
-            f"a cart holds at most {MAX_ITEMS} products",
-            errors=[{"field": "product_id", "message": "too many products in the cart"}],
+        raise Conflict(
+            f"cart {cart_id} holds {MAX_ITEMS} products already, the most a cart (and an "
+            "order) may have; remove one first",
+            cart_id=cart_id,
         )
     currency = state.cart.currency or next(
         (row.product.currency for row in others if row.product is not None), None
     )
     if currency is not None:
-        _same_currency(currency, [product], "product_id")
+        _same_currency(currency, [product])
     carts.put_item(cart_id, _new_item(item, product), ttl_hours)
     return get_cart(session, cart_id, customer_id)
 
@@ -194,10 +195,12 @@ def _new_item(item: ItemRequest, product: Product) -> NewItem:
     return NewItem(item.product_id, item.quantity, product.price_amount)
 
 
-def _same_currency(currency: str, products: Iterable[Product], field: str) -> None:
+def _same_currency(currency: str, products: Iterable[Product]) -> None:
+    """A cart is in one currency: the one it was created with, else its products'."""
     for product in products:
         if product.currency != currency:
-            raise Unprocessable(
+            raise CurrencyMismatch(
                 f"product {product.id} is priced in {product.currency}; the cart is in {currency}",
-                errors=[{"field": field, "message": "another currency than the cart's"}],
+                product_id=product.id,
+                currency=currency,
             )

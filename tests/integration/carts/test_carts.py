@@ -148,7 +148,11 @@ def test_one_currency_a_cart(customer: httpx.Client, make_product: Callable[...,
     usd, eur = make_product(currency="usd"), make_product(currency="eur")
     cart = _new_cart(customer, items=[{"product_id": usd.id, "quantity": 1}])
     mixed = customer.put(f"/carts/{cart['id']}/items/{eur.id}", json={"quantity": 1})
-    assert mixed.status_code == 422
+    assert mixed.status_code == 409
+    assert (mixed.json()["type"], mixed.json()["currency"]) == (
+        "/problems/currency-mismatch",
+        "usd",
+    )
     # once the usd product is gone the cart may take euros
     customer.delete(f"/carts/{cart['id']}/items/{usd.id}")
     assert (
@@ -156,12 +160,12 @@ def test_one_currency_a_cart(customer: httpx.Client, make_product: Callable[...,
     )
     euro = _new_cart(customer, currency="eur")
     assert (
-        customer.put(f"/carts/{euro['id']}/items/{usd.id}", json={"quantity": 1}).status_code == 422
+        customer.put(f"/carts/{euro['id']}/items/{usd.id}", json={"quantity": 1}).status_code == 409
     )
     assert euro["currency"] == "eur"
     both = [{"product_id": usd.id, "quantity": 1}, {"product_id": eur.id, "quantity": 1}]
     assert customer.post("/carts", json={"items": both}).status_code == 422
-    assert customer.post("/carts", json={"currency": "eur", "items": both[:1]}).status_code == 422
+    assert customer.post("/carts", json={"currency": "eur", "items": both[:1]}).status_code == 409
 
 
 @pytest.mark.parametrize(
@@ -223,7 +227,7 @@ def test_a_cart_holds_at_most_100_products(
     cart = _new_cart(customer, items=items)
     assert len(cart["items"]) == 100
     answer = customer.put(f"/carts/{cart['id']}/items/{many[100].id}", json={"quantity": 1})
-    assert answer.status_code == 422
+    assert answer.status_code == 409
     # changing one already in it is fine
     assert (
         customer.put(f"/carts/{cart['id']}/items/{many[0].id}", json={"quantity": 9}).status_code
