@@ -71,7 +71,7 @@ def create_cart(
     items: Sequence[ItemRequest],
     ttl_hours: int,
 ) -> CartView:
-    products = products_for_sale(session, [item.product_id for item in items])
+    products = products_for_sale(session, [item.product_id for item in items]) if items else {}
     if products:
         _same_currency(currency or single_currency(products.values()), products.values())
     cart_id = new_id("cart")
