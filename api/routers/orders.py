@@ -154,7 +154,15 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
         "the first request is still running 409. Keys belong to the caller and are kept at "
         "least 24 hours; only successful answers are stored.\n\n"
         "Clients order for themselves; an admin may name `customer_id`. Rate-limited per "
-        "caller (429 with `Retry-After`)."
+        "caller (429 with `Retry-After`).\n\n"
+        "**From a cart**: send `cart_id` (one of your carts) instead of `items`, and "
+        "optionally `expected_total`, the total you showed the customer. The order takes "
+        "the cart's lines at today's prices and the cart becomes `completed` with its "
+        "`order_id`, in one transaction. 409 `price-changed` (each line's price when put in "
+        "the cart and now; nothing is ordered) when the cart costs another amount; 409 "
+        "`cart-completed` naming the order when the cart already became one (at most one "
+        "order per cart, whatever the concurrency); 409 `cart-expired`; 422 for an empty "
+        "cart, or for `items` and `cart_id` together."
     ),
     responses={
         201: {
@@ -170,7 +178,14 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
                     "schema": {"type": "string"},
                 },
             },
-            "content": {"application/json": {"examples": {"placed": {"value": ex.PENDING_ORDER}}}},
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "placed": {"value": ex.PENDING_ORDER},
+                        "from-a-cart": {"value": ex.CART_ORDER},
+                    }
+                }
+            },
         },
         **problem_responses(
             *BODY_PROBLEMS,
@@ -206,9 +221,42 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
                         "Not found",
                         f"product {ex.PRODUCT_ID} does not exist or is no longer sold",
                         product_id=ex.PRODUCT_ID,
-                    )
+                    ),
+                    "unknown-cart": problem_example(
+                        404,
+                        "not-found",
+                        "Not found",
+                        f"cart {ex.CART_ID} does not exist",
+                        cart_id=ex.CART_ID,
+                    ),
                 },
                 409: {
+                    "price-changed": problem_example(
+                        409,
+                        "price-changed",
+                        "Prices changed",
+                        "the cart costs 16500 usd now, not 15075; read the cart again and "
+                        "confirm its total",
+                        expected_total=15075,
+                        current_total=16500,
+                        currency="usd",
+                        lines=[
+                            {
+                                "product_id": ex.PRODUCT_ID,
+                                "quantity": 3,
+                                "expected_unit_price": 5025,
+                                "current_unit_price": 5500,
+                            }
+                        ],
+                    ),
+                    "cart-completed": problem_example(
+                        409,
+                        "cart-completed",
+                        "Cart already checked out",
+                        f"cart {ex.CART_ID} has already become order {ex.ORDER_ID}",
+                        cart_id=ex.CART_ID,
+                        order_id=ex.ORDER_ID,
+                    ),
                     "short-stock": problem_example(
                         409,
                         "insufficient-stock",

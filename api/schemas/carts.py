@@ -5,13 +5,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import Currency, RequestBody, WholeNumber
+from api import examples as ex
+from api.schemas.common import Currency, RequestBody, WholeNumber, with_examples
 from api.schemas.orders import LineIn
 from orderflow.carts.service import MAX_ITEMS, MAX_QUANTITY, CartView
 from orderflow.statuses import CartStatus
 
 
 class CartCreate(RequestBody):
+    model_config = with_examples(ex.CART_REQUEST, {"currency": "usd"})
+
     currency: Currency | None = Field(
         default=None, description="unset: the currency of the products put in the cart"
     )
@@ -19,6 +22,8 @@ class CartCreate(RequestBody):
 
 
 class ItemQuantity(RequestBody):
+    model_config = with_examples({"quantity": 2}, {"quantity": 0})
+
     quantity: Annotated[
         int, Field(ge=0, le=MAX_QUANTITY, strict=True, description="0 removes"), WholeNumber
     ]

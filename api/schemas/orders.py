@@ -44,7 +44,7 @@ CartId = Annotated[str, Field(min_length=1, max_length=40)]
 class OrderCreate(RequestBody):
     """Lines in ``items``, or the caller's cart ``cart_id``: one of the two (else 422)."""
 
-    model_config = with_examples(ex.ORDER_REQUEST)
+    model_config = with_examples(ex.ORDER_REQUEST, ex.CHECKOUT_REQUEST)
 
     items: Annotated[list[LineIn], Field(min_length=1, max_length=100)] | None = None
     cart_id: CartId | None = Field(
