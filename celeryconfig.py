@@ -60,4 +60,9 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.sweep_interval_seconds},
     },
     "purge-expired-records": {"task": "orderflow.maintenance.purge", "schedule": 3600.0},
+    "expire-and-purge-carts": {
+        "task": "orderflow.maintenance.carts",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
 }

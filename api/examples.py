@@ -74,6 +74,7 @@ ORDER = {
     "captured_amount": 15075,
     "refunded_amount": 0,
     "refundable_amount": 15075,
+    "cart_id": None,
     "created_at": CREATED,
     "updated_at": UPDATED,
 }
@@ -110,7 +111,7 @@ EVENTS = [
     {
         "id": "evt_0a1b2c3d4e5f6a7b8c9d0e1f",
         "type": "order_placed",
-        "data": {"total": 15075, "currency": "usd", "lines": 1},
+        "data": {"total": 15075, "currency": "usd", "lines": 1, "cart_id": None},
         "actor": USER_ID,
         "created_at": CREATED,
     },
@@ -165,3 +166,41 @@ STRIPE_EVENT = {
 def page(*items: dict[str, Any], limit: int = 20, offset: int = 0) -> dict[str, Any]:
     """A list answer holding ``items``."""
     return {"items": list(items), "total": len(items), "limit": limit, "offset": offset}
+
+
+CART_ID = "cart_6d2f8b4a0c1e3f5a7b9d0e2f"
+
+CART_REQUEST = {"items": [{"product_id": PRODUCT_ID, "quantity": 3}]}
+
+CART = {
+    "id": CART_ID,
+    "status": "open",
+    "currency": "usd",
+    "items": [
+        {
+            "product_id": PRODUCT_ID,
+            "sku": "PEN-001",
+            "name": "Fountain pen",
+            "quantity": 3,
+            "unit_price": 5025,
+            "subtotal": 15075,
+            "in_stock": True,
+        }
+    ],
+    "subtotal": 15075,
+    "total": 15075,
+    "order_id": None,
+    "version": 2,
+    "expires_at": "2026-03-21T09:26:54.104211Z",
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+}
+
+CHECKOUT_REQUEST = {
+    "cart_id": CART_ID,
+    "expected_total": 15075,
+    "shipping_address": ADDRESS,
+    "payment_method": "pm_card_visa",
+}
+
+CART_ORDER = {**PENDING_ORDER, "cart_id": CART_ID}

@@ -20,6 +20,10 @@ are RFC 3339 UTC.
 **Errors** are RFC 9457 `application/problem+json`: `type`, `title`, `status`, `detail`, and
 for a validation error an `errors` list naming each bad field.
 
+**Carts.** A customer may keep a cart on the server (`/carts`) and order it with
+`POST /orders {cart_id, …}`: prices are taken at checkout (`expected_total` guards against a
+change), and a cart becomes at most one order.
+
 **Idempotency.** `POST /orders` takes an `Idempotency-Key` header: the same key with the
 same body answers the first answer again (`Idempotent-Replayed: true`), with another body
 `422`, while the first is in flight `409`.
@@ -36,6 +40,11 @@ OPENAPI_TAGS = [
     {
         "name": "orders",
         "description": "Place, read, list, cancel orders; their events and invoice.",
+    },
+    {
+        "name": "carts",
+        "description": "A customer's shopping cart, priced live from the catalogue; checked "
+        "out with `POST /orders {cart_id}`.",
     },
     {"name": "webhooks", "description": "Signed events from the payment provider (Stripe)."},
     {

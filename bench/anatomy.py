@@ -215,6 +215,7 @@ def _intake(
             if answer.status_code != 201:
                 raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
             ids.append(answer.json()["id"])
+        ids += _cart_checkouts_over_http(recorder, client, headers, seeded, rng, n)
     database = Database(make_engine(settings, pool_size=2))
     try:
         for number in range(n):
@@ -237,9 +238,87 @@ def _intake(
                 viewer = orders.Viewer(seeded.user_ids[1], is_admin=False)
                 orders.place_order_idempotently(session, viewer, command, request, _render_created)
                 session.commit()
+        _cart_checkouts_in_service(recorder, database, seeded, rng, n)
     finally:
         database.dispose()
     return ids
+
+
+def _cart_items(seeded: Any, rng: random.Random) -> list[dict[str, Any]]:
+    """A cart of three lines of the catalogue."""
+    return [{"product_id": product_id, "quantity": rng.randint(1, 3)}
+            for product_id in rng.sample(list(seeded.product_ids), 3)]  # fmt: skip
+
+
+def _cart_checkouts_over_http(
+    recorder: Recorder,
+    client: Any,
+    headers: dict[str, str],
+    seeded: Any,
+    rng: random.Random,
+    n: int,
+) -> list[str]:
+    """Fill a cart (POST /carts with two lines, PUT a third), then check it out."""
+    ids = []
+    for number in range(n + 5):
+        measured = number >= 5
+        items = _cart_items(seeded, rng)
+        with recorder.phase("cart: POST /carts, 2 items") if measured else contextlib.nullcontext():
+            cart = client.post("/api/v1/carts", json={"items": items[:2]}, headers=headers)
+        path = f"/api/v1/carts/{cart.json()['id']}/items/{items[2]['product_id']}"
+        with (
+            recorder.phase("cart: PUT /carts/{id}/items/{p}")
+            if measured
+            else (contextlib.nullcontext())
+        ):
+            put = client.put(path, json={"quantity": items[2]["quantity"]}, headers=headers)
+        body = order_body(seeded.product_ids, rng)
+        del body["items"]
+        body |= {"cart_id": cart.json()["id"], "expected_total": put.json()["total"]}
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        with (
+            recorder.phase("intake: POST /orders {cart_id} (in-process HTTP)")
+            if measured
+            else (contextlib.nullcontext())
+        ):
+            answer = client.post("/api/v1/orders", json=body, headers=headers | key)
+        if answer.status_code != 201:
+            raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
+        ids.append(answer.json()["id"])
+    return ids
+
+
+def _cart_checkouts_in_service(
+    recorder: Recorder, database: Any, seeded: Any, rng: random.Random, n: int
+) -> None:
+    from api.routers.orders import _render_created
+    from orderflow.carts import service as carts
+    from orderflow.orders import service as orders
+
+    customer = seeded.user_ids[2]
+    for number in range(n):
+        with database.unit_of_work() as session:
+            items = [carts.ItemRequest(i["product_id"], i["quantity"])
+                     for i in _cart_items(seeded, rng)]  # fmt: skip
+            cart = carts.create_cart(session, customer, None, items, 168)
+            session.commit()
+        body = order_body(seeded.product_ids, rng)
+        command = orders.PlaceOrder(
+            customer_id=customer, items=[], shipping_address=body["shipping_address"],
+            payment_method=body["payment_method"], cart_id=cart.state.cart.id,
+            expected_total=cart.subtotal,
+        )  # fmt: skip
+        request = orders.IdempotentRequest(
+            caller_id=customer, key=uuid.uuid4().hex, fingerprint="f" * 64, ttl_hours=24
+        )
+        name = "intake: checkout {cart_id}, place_order_idempotently + commit (service only)"
+        with (
+            recorder.phase(name) if number >= 5 else contextlib.nullcontext(),
+            database.unit_of_work() as session,
+        ):
+            viewer = orders.Viewer(customer, is_admin=False)
+            orders.place_order_idempotently(session, viewer, command, request, _render_created)
+            session.commit()
 
 
 def _pipeline(recorder: Recorder, settings: Any, ids: list[str], scratch: Path) -> None:

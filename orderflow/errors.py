@@ -55,6 +55,28 @@ class RefundExceedsRefundable(Conflict):
     slug, title = "refund-exceeds-refundable", "More than is left to refund"
 
 
+class PriceChanged(Conflict):
+    """``expected_total`` differs from what the cart costs now; ``lines`` says which moved."""
+
+    slug, title = "price-changed", "Prices changed"
+
+
+class CartCompleted(Conflict):
+    """The cart already became an order (``order_id``)."""
+
+    slug, title = "cart-completed", "Cart already checked out"
+
+
+class CartExpired(Conflict):
+    slug, title = "cart-expired", "Cart expired"
+
+
+class CurrencyMismatch(Conflict):
+    """A product priced in another currency than the cart it is put in."""
+
+    slug, title = "currency-mismatch", "Another currency than the cart's"
+
+
 class IdempotencyKeyInFlight(Conflict):
     slug, title = "idempotency-key-in-use", "Request with this Idempotency-Key is in progress"
 

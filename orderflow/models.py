@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from orderflow.event_types import OrderEventType
 from orderflow.money import Money
 from orderflow.statuses import (
+    CartStatus,
     OrderStatus,
     PaymentKind,
     PaymentRecordStatus,
@@ -165,6 +166,9 @@ class Order(Base):
     captured_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refund_pending_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: The cart the order was placed from, if any: at most one order per cart (the unique
+    #: constraint). Not a foreign key: the order keeps it after the cart is purged.
+    cart_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
@@ -183,6 +187,7 @@ class Order(Base):
             name="orders_payment_status",
         ),
         CheckConstraint("subtotal_amount >= 0 AND total_amount >= 0", name="orders_amounts"),
+        UniqueConstraint("cart_id", name="orders_one_per_cart"),
         Index("orders_customer_created", "customer_id", "created_at"),
         Index("orders_status_updated", "status", "updated_at"),
         Index("orders_created", "created_at"),
@@ -226,6 +231,50 @@ class OrderLine(Base):
         CheckConstraint(
             "subtotal_amount = unit_price_amount * quantity", name="order_lines_subtotal"
         ),
+    )
+
+
+class Cart(Base):
+    """A customer's shopping cart: products and quantities, priced live from the catalogue
+    when read; it holds no stock. ``version`` counts its changes."""
+
+    __tablename__ = "carts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[CartStatus] = _enum_column(CartStatus, 16)
+    #: As asked for at creation; unset, the cart is in the currency of its products.
+    currency: Mapped[str | None] = mapped_column(String(3))
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), unique=True)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime]
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'completed', 'expired')", name="carts_status"),
+        CheckConstraint(
+            "(status = 'completed') = (order_id IS NOT NULL)", name="carts_order_when_completed"
+        ),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="carts_currency_iso"),
+        Index("carts_customer", "customer_id"),
+        Index("carts_open_expiry", "expires_at", postgresql_where="status = 'open'"),
+        Index("carts_closed_updated", "updated_at", postgresql_where="status <> 'open'"),
+    )
+
+
+class CartItem(Base):
+    """One product of a cart. ``unit_price_amount`` is the price when the item was last put
+    in the cart: what a ``price-changed`` answer compares today's price with."""
+
+    __tablename__ = "cart_items"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    cart_id: Mapped[str] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_amount: Mapped[int] = mapped_column(BigInteger)
+    added_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        UniqueConstraint("cart_id", "product_id", name="cart_items_one_per_product"),
+        CheckConstraint("quantity BETWEEN 1 AND 1000", name="cart_items_quantity"),
     )
 
 

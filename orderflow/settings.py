@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     idempotency_key_ttl_hours: int = Field(default=24, ge=24)
+    #: A cart untouched this long expires; an expired or completed cart is purged as long
+    #: after its last change (``carts.service.expire_and_purge``).
+    cart_ttl_hours: int = Field(default=168, ge=1, le=24 * 366)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     payment_provider: Literal["local", "stripe"] = "local"

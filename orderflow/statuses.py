@@ -1,5 +1,6 @@
-"""Every status of the order aggregate as an enum, in one place: the order's own (whose moves
-``orders.state`` rules), its payment status, and the kind and status of its payment rows."""
+"""Every status as an enum, in one place: the order aggregate's (the order's own, whose moves
+``orders.state`` rules, its payment status, and the kind and status of its payment rows) and
+a cart's."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ class RefundStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class CartStatus(StrEnum):
+    """Where a cart stands. Only an ``open`` cart changes; it becomes ``completed`` with the
+    order placed from it, or ``expired`` once untouched for ``ORDERFLOW_CART_TTL_HOURS``."""
+
+    OPEN = "open"
+    COMPLETED = "completed"
+    EXPIRED = "expired"

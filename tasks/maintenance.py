@@ -3,10 +3,14 @@ when it did something; an idle round is a debug line (``tasks.reporting.ROUTINE_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from celery import Task, shared_task
+from sqlalchemy.orm import Session
 
 from orderflow import idempotency, outbox
+from orderflow.carts import service as carts
 from orderflow.fulfilment.sweeper import redrive_stalled
 from tasks import runtime
 from tasks.retrying import STEP_OPTIONS
@@ -35,3 +39,34 @@ def purge(self: Task) -> None:
         session.commit()
     report = log.info if keys or messages else log.debug
     report("purged", idempotency_keys=keys, outbox_messages=messages)
+
+
+#: Carts a batch (one short transaction) and batches of each kind a run does at most; a
+#: larger backlog is left to the next run, ten minutes later.
+CART_BATCH = carts.CART_BATCH
+CART_BATCHES_PER_RUN = 20
+
+
+@shared_task(name="orderflow.maintenance.carts", **STEP_OPTIONS)
+def expire_carts(self: Task) -> dict[str, int]:
+    """Open carts past their expiry become ``expired``; carts completed or expired over
+    ``ORDERFLOW_CART_TTL_HOURS`` ago are deleted. Batch by batch, each its own transaction
+    that skips the carts a change or a checkout holds, so none waits on a customer."""
+    ttl_hours = runtime.settings().cart_ttl_hours
+    expired = _in_batches(carts.expire_carts)
+    purged = _in_batches(lambda session, limit: carts.purge_carts(session, ttl_hours, limit))
+    if expired or purged:
+        log.info("carts expired and purged", expired=expired, purged=purged)
+    return {"expired": expired, "purged": purged}
+
+
+def _in_batches(batch: Callable[[Session, int], int]) -> int:
+    done = 0
+    for _ in range(CART_BATCHES_PER_RUN):
+        with runtime.database().unit_of_work() as session:
+            count = batch(session, CART_BATCH)
+            session.commit()
+        done += count
+        if count < CART_BATCH:
+            break
+    return done

@@ -37,7 +37,7 @@ from api.schemas.orders import (
     StatusChange,
 )
 from orderflow import idempotency
-from orderflow.errors import NotFound
+from orderflow.errors import NotFound, Unprocessable
 from orderflow.fulfilment import moves
 from orderflow.fulfilment import refund_requests as refunds
 from orderflow.fulfilment.invoicing import invoice_pdf, why_no_invoice
@@ -162,7 +162,15 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
         "the first request is still running 409. Keys belong to the caller and are kept at "
         "least 24 hours; only successful answers are stored.\n\n"
         "Clients order for themselves; an admin may name `customer_id`. Rate-limited per "
-        "caller (429 with `Retry-After`)."
+        "caller (429 with `Retry-After`).\n\n"
+        "**From a cart**: send `cart_id` (one of your carts) instead of `items`, and "
+        "optionally `expected_total`, the total you showed the customer. The order takes "
+        "the cart's lines at today's prices and the cart becomes `completed` with its "
+        "`order_id`, in one transaction. 409 `price-changed` (each line's price when put in "
+        "the cart and now; nothing is ordered) when the cart costs another amount; 409 "
+        "`cart-completed` naming the order when the cart already became one (at most one "
+        "order per cart, whatever the concurrency); 409 `cart-expired`; 422 for an empty "
+        "cart, or for `items` and `cart_id` together."
     ),
     responses={
         201: {
@@ -178,7 +186,14 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
                     "schema": {"type": "string"},
                 },
             },
-            "content": {"application/json": {"examples": {"placed": {"value": ex.PENDING_ORDER}}}},
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "placed": {"value": ex.PENDING_ORDER},
+                        "from-a-cart": {"value": ex.CART_ORDER},
+                    }
+                }
+            },
         },
         **problem_responses(
             *BODY_PROBLEMS,
@@ -214,9 +229,42 @@ def _render_created(order: Order) -> idempotency.StoredResponse:
                         "Not found",
                         f"product {ex.PRODUCT_ID} does not exist or is no longer sold",
                         product_id=ex.PRODUCT_ID,
-                    )
+                    ),
+                    "unknown-cart": problem_example(
+                        404,
+                        "not-found",
+                        "Not found",
+                        f"cart {ex.CART_ID} does not exist",
+                        cart_id=ex.CART_ID,
+                    ),
                 },
                 409: {
+                    "price-changed": problem_example(
+                        409,
+                        "price-changed",
+                        "Prices changed",
+                        "the cart costs 16500 usd now, not 15075; read the cart again and "
+                        "confirm its total",
+                        expected_total=15075,
+                        current_total=16500,
+                        currency="usd",
+                        lines=[
+                            {
+                                "product_id": ex.PRODUCT_ID,
+                                "quantity": 3,
+                                "expected_unit_price": 5025,
+                                "current_unit_price": 5500,
+                            }
+                        ],
+                    ),
+                    "cart-completed": problem_example(
+                        409,
+                        "cart-completed",
+                        "Cart already checked out",
+                        f"cart {ex.CART_ID} has already become order {ex.ORDER_ID}",
+                        cart_id=ex.CART_ID,
+                        order_id=ex.ORDER_ID,
+                    ),
                     "short-stock": problem_example(
                         409,
                         "insufficient-stock",
@@ -266,6 +314,7 @@ async def place_order(
 ) -> JSONResponse:
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
+    _one_source_of_lines(body)
     ttl_hours = settings.idempotency_key_ttl_hours
     placement = await work.run(functools.partial(_place, body, idempotency_key, ttl_hours))
     headers = {"Location": placement.response.location or ""}
@@ -287,16 +336,46 @@ def _place(
         request = idempotency.IdempotentRequest(
             caller_id=viewer.user_id,
             key=idempotency_key,
-            fingerprint=idempotency.fingerprint("POST", "/orders", body.model_dump(mode="json")),
+            fingerprint=idempotency.fingerprint("POST", "/orders", _fingerprinted(body)),
             ttl_hours=ttl_hours,
         )
     command = orders.PlaceOrder(
         customer_id=body.customer_id or viewer.user_id,
-        items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items],
+        items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items or ()],
         shipping_address=body.shipping_address.model_dump(mode="json"),
         payment_method=body.payment_method,
+        cart_id=body.cart_id,
+        expected_total=body.expected_total,
     )
     return orders.place_order_idempotently(session, viewer, command, request, _render_created)
+
+
+def _one_source_of_lines(body: OrderCreate) -> None:
+    """The lines come from ``items`` or from the caller's cart ``cart_id``, never both."""
+    problems = []
+    if (body.items is None) == (body.cart_id is None):
+        problems.append(("items", "give either items or cart_id (exactly one)"))
+    if body.cart_id is not None and body.customer_id is not None:
+        problems.append(("customer_id", "an order from a cart is its owner's: no customer_id"))
+    if body.expected_total is not None and body.cart_id is None:
+        problems.append(("expected_total", "only with cart_id"))
+    if problems:
+        names = ", ".join(field for field, _ in problems)
+        raise Unprocessable(
+            f"invalid input in {names}",
+            errors=[{"field": field, "message": message} for field, message in problems],
+        )
+
+
+#: Fields an order body gained with carts: left out of a body's fingerprint when unset, so
+#: a key first used before they existed still matches the same body.
+_NEWER_FIELDS = ("cart_id", "expected_total")
+
+
+def _fingerprinted(body: OrderCreate) -> dict[str, object]:
+    return body.model_dump(
+        mode="json", exclude={name for name in _NEWER_FIELDS if getattr(body, name) is None}
+    )
 
 
 @router.get(

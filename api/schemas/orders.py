@@ -6,7 +6,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from api import examples as ex
-from api.schemas.common import NON_BLANK, CountryCode, RequestBody, WholeNumber, with_examples
+from api.schemas.common import (
+    NON_BLANK,
+    Amount,
+    CountryCode,
+    RequestBody,
+    WholeNumber,
+    with_examples,
+)
 from orderflow.models import Order, OrderEvent, Refund
 from orderflow.statuses import OrderStatus, PaymentStatus, RefundStatus
 
@@ -31,15 +38,30 @@ class LineIn(RequestBody):
     quantity: Annotated[int, Field(ge=1, le=1000, strict=True), WholeNumber]
 
 
-class OrderCreate(RequestBody):
-    model_config = with_examples(ex.ORDER_REQUEST)
+CartId = Annotated[str, Field(min_length=1, max_length=40)]
 
-    items: Annotated[list[LineIn], Field(min_length=1, max_length=100)]
+
+class OrderCreate(RequestBody):
+    """Lines in ``items``, or the caller's cart ``cart_id``: one of the two (else 422)."""
+
+    model_config = with_examples(ex.ORDER_REQUEST, ex.CHECKOUT_REQUEST)
+
+    items: Annotated[list[LineIn], Field(min_length=1, max_length=100)] | None = None
+    cart_id: CartId | None = Field(
+        default=None, description="order the lines of this cart of yours instead of `items`"
+    )
+    expected_total: Amount | None = Field(
+        default=None,
+        description="with `cart_id`: the total you showed; 409 price-changed if the cart "
+        "costs another amount now",
+    )
     shipping_address: ShippingAddress
     payment_method: Annotated[
         str, Field(min_length=1, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
     ]
-    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None, description="admins only, with `items`: order for this customer"
+    )
 
 
 class StatusChange(RequestBody):
@@ -81,6 +103,7 @@ class OrderOut(BaseModel):
     captured_amount: int
     refunded_amount: int
     refundable_amount: int
+    cart_id: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -113,6 +136,7 @@ class OrderOut(BaseModel):
             captured_amount=order.captured_amount,
             refunded_amount=order.refunded_amount,
             refundable_amount=order.refundable.amount,
+            cart_id=order.cart_id,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -11,10 +11,10 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orderflow.errors import Conflict, NotFound
+from orderflow.errors import Conflict, NotFound, Unprocessable
 from orderflow.ids import new_id
 from orderflow.models import Product
-from orderflow.money import Money
+from orderflow.money import Money, is_currency
 from orderflow.pagination import Page, paginate
 
 
@@ -44,6 +44,46 @@ def products_by_id(session: Session, product_ids: list[str]) -> dict[str, Produc
 
 #: Built once (compiled and cache-keyed once): every order placed runs it.
 _BY_IDS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+
+
+def products_for_sale(session: Session, product_ids: list[str]) -> dict[str, Product]:
+    """The products of one order or cart, by id: each product once, each one sold."""
+    if len(set(product_ids)) != len(product_ids):
+        raise Unprocessable(
+            "each product may appear on one line only; raise the quantity instead",
+            errors=[{"field": "items", "message": "duplicate product_id"}],
+        )
+    found = products_by_id(session, product_ids)
+    check_for_sale(found, product_ids)
+    return found
+
+
+def check_for_sale(found: Mapping[str, Product | None], product_ids: Iterable[str]) -> None:
+    """A product that does not exist or is archived: 404 naming it."""
+    for product_id in product_ids:
+        product = found.get(product_id)
+        if product is None or not product.active:
+            raise NotFound(
+                f"product {product_id} does not exist or is no longer sold", product_id=product_id
+            )
+
+
+def single_currency(products: Iterable[Product]) -> str:
+    """The one currency of an order's products (at least one), an ISO 4217 one."""
+    currencies = {product.currency for product in products}
+    if len(currencies) != 1:
+        raise Unprocessable(
+            "all products of one order must be priced in the same currency",
+            errors=[{"field": "items", "message": "mixed currencies"}],
+        )
+    currency = currencies.pop()
+    if not is_currency(currency):  # a product stored before currencies were checked
+        raise Unprocessable(
+            f"these products are priced in {currency!r}, not an ISO 4217 currency; "
+            "an admin must correct their currency first",
+            errors=[{"field": "items", "message": "unknown currency"}],
+        )
+    return currency
 
 
 def get_product(session: Session, product_id: str) -> Product:

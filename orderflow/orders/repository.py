@@ -45,7 +45,8 @@ from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from orderflow import metrics, outbox
-from orderflow.errors import NotFound
+from orderflow.carts.repository import complete_cart
+from orderflow.errors import CartCompleted, NotFound
 from orderflow.event_types import OrderEventType
 from orderflow.ids import new_id
 from orderflow.models import (
@@ -160,14 +161,24 @@ class OrderRepository:
     ) -> Stamps:
         """Write a new order, its lines, its first event and the outbox message that starts
         its fulfilment: one statement (``_PLACE_ORDER``), one round trip instead of four.
-        Raises ``IntegrityError`` if the customer does not exist (``CUSTOMER_FK``)."""
+        An order from a cart (``values["cart_id"]``) marks the cart, locked by the caller,
+        ``completed`` in the same statement (``_PLACE_FROM_CART``). Raises
+        ``IntegrityError`` if the customer does not exist (``CUSTOMER_FK``) or the cart
+        already has an order (``ONE_ORDER_PER_CART``)."""
         parameters = {
             **with_prefix("order_", values),
             "lines": [{name: getattr(line, name) for name in _LINE_COLUMNS} for line in lines],
             **with_prefix("event_", event),
             **with_prefix("message_", message),
         }
-        placed = self.session.execute(_PLACE_ORDER, parameters).one()
+        cart_id = values.get("cart_id")
+        if cart_id is None:
+            placed = self.session.execute(_PLACE_ORDER, parameters).one()
+        else:
+            parameters |= {"cart_id": cart_id, "cart_order_id": values["id"]}
+            placed = self.session.execute(_PLACE_FROM_CART, parameters).one()
+            if placed.carts_completed != 1:  # the caller's lock makes this impossible
+                raise CartCompleted(f"cart {cart_id} is no longer open", cart_id=cart_id)
         return Stamps(placed.created_at, placed.updated_at)
 
     # -- the timeline -----------------------------------------------------------------------
@@ -393,6 +404,7 @@ def all_of(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
 _orders, _order_lines, _events = table_of(Order), table_of(OrderLine), table_of(OrderEvent)
 _payments, _refunds = table_of(Payment), table_of(Refund)
 CUSTOMER_FK = "orders_customer_id_fkey"
+ONE_ORDER_PER_CART = "orders_one_per_cart"
 
 
 def _key_of(session: Session, row: Base) -> Any:
@@ -450,7 +462,7 @@ def _insert_event(prefix: str = "") -> Insert:
 _INSERT_EVENT = _insert_event()
 
 _ORDER_COLUMNS = ("id", "customer_id", "status", "payment_status", "currency", "subtotal_amount",
-                  "total_amount", "shipping_address", "payment_method")  # fmt: skip
+                  "total_amount", "shipping_address", "payment_method", "cart_id")  # fmt: skip
 _LINE_COLUMNS = ("line_no", "product_id", "sku", "name", "quantity", "unit_price_amount",
                  "subtotal_amount")  # fmt: skip
 #: The lines arrive as one JSON array (parameter ``lines``), read as rows of typed columns.
@@ -466,11 +478,23 @@ _new_lines = insert(_order_lines).from_select(
 #: The order, its lines, its event and its outbox message in one statement. Each INSERT is a
 #: data-modifying CTE; PostgreSQL runs them all, and checks the lines' and the event's
 #: foreign keys on the order at the statement's end.
-_PLACE_ORDER = select(
+_placed = (
     insert(_orders)
     .values(parameters_for(_orders, _ORDER_COLUMNS, "order_"))
     .returning(_orders.c.created_at, _orders.c.updated_at)
     .cte("placed")
+)
+_PLACE_ORDER = select(_placed).add_cte(
+    _new_lines.cte("lines"),
+    _insert_event("event_").cte("event"),
+    outbox.insert_message("message_").cte("message"),
+)
+#: The same, and the cart (``cart_id``) marked ``completed`` by the order: its UPDATE is one
+#: more CTE, whose count says whether the cart was still open. The cart's foreign key on the
+#: order is checked at the statement's end, as the lines' are.
+_completed = complete_cart("cart_").cte("cart")
+_PLACE_FROM_CART = select(
+    _placed, select(func.count()).select_from(_completed).scalar_subquery().label("carts_completed")
 ).add_cte(
     _new_lines.cte("lines"),
     _insert_event("event_").cte("event"),

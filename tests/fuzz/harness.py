@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from orderflow.auth import service as auth
 from orderflow.auth import tokens
+from orderflow.carts import service as carts
 from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database
 from orderflow.fulfilment import moves
@@ -58,6 +59,7 @@ class FuzzWorld:
     users: dict[str, User]
     products: list[str]
     orders: list[str]
+    carts: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
 
     def headers(self, role: str) -> dict[str, str]:
@@ -80,8 +82,8 @@ class FuzzWorld:
 
 
 def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWorld:
-    """Two clients and an admin, a few products, and orders of the client in every status,
-    one of them invoiced, so every route has something real to find.
+    """Two clients and an admin, a few products, orders of the client in every status, one
+    of them invoiced, and carts of each user, so every route has something real to find.
 
     Built from the services with fresh e-mails and SKUs, so it needs no empty database and
     can live for a whole module (one world for every operation's run).
@@ -142,6 +144,14 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
     with database.unit_of_work() as session:
         moves.cancel_order(session, cancelled, orders.Viewer(users["client"].id, False))
         session.commit()
+    cart_ids = []
+    for owner, lines in (("client", products[:2]), ("client", []), ("other", products[:1]),
+                         ("admin", products[1:3])):  # fmt: skip
+        with database.unit_of_work() as session:
+            items = [carts.ItemRequest(product_id, 1) for product_id in lines]
+            ttl = settings.cart_ttl_hours
+            cart_ids.append(carts.create_cart(session, users[owner].id, None, items, ttl))
+            session.commit()
     return FuzzWorld(
         api_url=api_url,
         settings=settings,
@@ -150,6 +160,7 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
         users=users,
         products=products,
         orders=order_ids,
+        carts=[view.state.cart.id for view in cart_ids],
         secrets=[settings.jwt_secret.get_secret_value(), PASSWORD, ADMIN_PASSWORD],
     )
 
@@ -183,6 +194,7 @@ def aim(case: Case, world: FuzzWorld) -> None:
         "order_id": world.orders,
         "product_id": world.products,
         "customer_id": [user.id for user in world.users.values()],
+        "cart_id": world.carts,
     }
     if case.path_parameters and _is_positive(case, ParameterLocation.PATH):
         for name, value in list(case.path_parameters.items()):
@@ -199,10 +211,11 @@ def aim(case: Case, world: FuzzWorld) -> None:
                 for item, pid in zip(items, chosen_ids, strict=True):
                     if pid is not None and isinstance(item, dict):
                         item["product_id"] = pid
-        if "customer_id" in body:
-            chosen = _pick(body["customer_id"], pools["customer_id"])
-            if chosen is not None:
-                body["customer_id"] = chosen
+        for name in ("customer_id", "cart_id"):
+            if name in body:
+                chosen = _pick(body[name], pools[name])
+                if chosen is not None:
+                    body[name] = chosen
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -296,7 +309,13 @@ def run_case(
 _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
     ("POST", "/api/v1/auth/register", ["422"], "password strength: letters and digits"),
     ("PUT", "/api/v1/auth/password", ["422"], "password strength of new_password"),
-    ("POST", "/api/v1/orders", ["422"], "one line per product, one currency per order"),
+    (
+        "POST",
+        "/api/v1/orders",
+        ["422"],
+        "one line per product, one currency per order, items or cart_id, a cart not empty",
+    ),
+    ("POST", "/api/v1/carts", ["422"], "one item per product, one currency per cart"),
     ("POST", "/api/v1/webhooks/stripe", ["400"], "a well-formed signature that does not verify"),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]

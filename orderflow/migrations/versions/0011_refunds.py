@@ -1,7 +1,7 @@
 """refunds as rows of their own, partial refunds, the order's money counters
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0009_carts
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0005"
+down_revision: str | None = "0009_carts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

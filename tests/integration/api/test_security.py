@@ -65,6 +65,10 @@ OWNER_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/orders/{{order_id}}/invoice"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/refunds"),
     ("GET", f"{PREFIX}/customers/{{customer_id}}/orders"),
+    ("GET", f"{PREFIX}/carts/{{cart_id}}"),
+    ("DELETE", f"{PREFIX}/carts/{{cart_id}}"),
+    ("PUT", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"),
+    ("DELETE", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"),
 }
 #: Routes only an admin may call: a client is refused (403).
 ADMIN_ROUTES: set[Route] = {
@@ -101,6 +105,7 @@ SELF_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/auth/me"),
     ("POST", f"{PREFIX}/orders"),
     ("GET", f"{PREFIX}/orders"),
+    ("POST", f"{PREFIX}/carts"),
 }
 
 
@@ -120,8 +125,8 @@ def test_every_route_is_classified() -> None:
 
 @pytest.fixture(scope="module")
 def world(api_url: str, settings: Settings, database: Database) -> FuzzWorld:
-    """A client ("victim") with orders in every status (one invoiced), another client, an
-    admin, products (see ``tests.fuzz.harness.build_world``)."""
+    """A client ("victim") with orders in every status (one invoiced) and carts, another
+    client, an admin, products (see ``tests.fuzz.harness.build_world``)."""
     return build_world(api_url, settings, database)
 
 
@@ -194,6 +199,7 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         product_id=world.products[0],
         customer_id=world.users["client"].id,
         intent_id="pi_local_000000000000000000000000",
+        cart_id=world.carts[0],
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -234,6 +240,8 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         ("POST", f"{PREFIX}/orders"): order_body((world.products[0], 1)),
         ("PUT", f"{PREFIX}/orders/{{order_id}}/status"): {"status": "shipped"},
         ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
+        ("POST", f"{PREFIX}/carts"): {"items": [{"product_id": world.products[0], "quantity": 1}]},
+        ("PUT", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"): {"quantity": 2},
     }
 
 
@@ -617,7 +625,11 @@ def test_hostile_text_in_every_path_id(
     for value in [*HOSTILE_IN_URLS, "%00", "../../etc/passwd"]:
         segment = quote(value, safe="")  # as a client puts an id in a path
         url = path.format(
-            order_id=segment, product_id=segment, customer_id=segment, intent_id=segment
+            order_id=segment,
+            product_id=segment,
+            customer_id=segment,
+            intent_id=segment,
+            cart_id=segment,
         )
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])

@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from orderflow.audit import CHECK_NAMES, audit
+from orderflow.carts import service as carts
 from orderflow.db import Database
 from orderflow.email import LocalEmailSender
-from orderflow.errors import Forbidden, InsufficientStock, NotFound, TransitionNotAllowed
+from orderflow.errors import (
+    CartCompleted,
+    Forbidden,
+    InsufficientStock,
+    NotFound,
+    TransitionNotAllowed,
+    Unprocessable,
+)
 from orderflow.fulfilment import moves
 from orderflow.fulfilment.charging import begin_charge, charge_payment, record_charge_result
 from orderflow.fulfilment.invoicing import generate_invoice
@@ -76,6 +84,7 @@ from orderflow.fulfilment.sweeper import find_stalled_work
 from orderflow.fulfilment.webhooks import ProviderEvent, handle_payment_event
 from orderflow.models import (
     Base,
+    Cart,
     EmailRecord,
     Invoice,
     Order,
@@ -90,7 +99,7 @@ from orderflow.orders import service as orders
 from orderflow.orders.repository import OrderRepository
 from orderflow.orders.state import is_allowed
 from orderflow.payments import IntentStatus, LocalPaymentProvider, PaymentResult, RefundResult
-from orderflow.statuses import OrderStatus
+from orderflow.statuses import CartStatus, OrderStatus
 from orderflow.steps import EmailKind, Step
 from tests.conftest import place_command
 
@@ -273,10 +282,21 @@ class Placed:
     lines: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class Filled:
+    """A cart the machine filled: what it holds, and the order it became if any."""
+
+    id: str
+    owner: User
+    lines: dict[str, int]
+    order_id: str | None = None
+
+
 class OrderMachine(RuleBasedStateMachine):
     world: World
 
     placed = Bundle("placed")
+    filled = Bundle("filled")
 
     def __init__(self) -> None:
         super().__init__()
@@ -335,6 +355,68 @@ class OrderMachine(RuleBasedStateMachine):
         assert not short, "intake accepted a line whose stock was already short"
         self.orders[order_id] = Placed(order_id, user, lines)
         return multiple(self.orders[order_id])
+
+    # -- carts: filled, changed, checked out (as often as it likes) -----------------------
+
+    @rule(target=filled, order=ORDERS)
+    def fill_cart(self, order: tuple[str, dict[int, int], str]) -> Filled:
+        owner, wanted, _ = order
+        user = type(self).world.owners[owner]
+        products = list(self.initial_stock)
+        lines = {products[index]: quantity for index, quantity in wanted.items()}
+        with self.db.unit_of_work() as session:
+            items = [carts.ItemRequest(pid, qty) for pid, qty in lines.items()]
+            cart_id = carts.create_cart(session, user.id, None, items, 1).state.cart.id
+            session.commit()
+        return Filled(cart_id, user, lines)
+
+    @rule(cart=filled, index=st.integers(0, 2), quantity=st.integers(0, 3))
+    def change_cart(self, cart: Filled, index: int, quantity: int) -> None:
+        product_id = list(self.initial_stock)[index]
+        refused_for = None
+        try:
+            with self.db.unit_of_work() as session:
+                item = carts.ItemRequest(product_id, quantity)
+                carts.put_item(session, cart.id, cart.owner.id, item, 1)
+                session.commit()
+        except CartCompleted as refused:
+            refused_for = refused.extra["order_id"]
+        if refused_for is not None:
+            assert refused_for == cart.order_id, "a cart refused changes it could take"
+            return
+        assert cart.order_id is None, "a completed cart changed"
+        cart.lines.pop(product_id, None)
+        if quantity:
+            cart.lines[product_id] = quantity
+
+    @rule(target=placed, cart=filled, payment_method=st.sampled_from(PAYMENT_METHODS))
+    def check_out(self, cart: Filled, payment_method: str) -> Any:
+        command = place_command(cart.owner.id, payment_method=payment_method)
+        command = replace(command, cart_id=cart.id)
+        in_stock = self._stock()
+        short = any(in_stock[pid] < qty for pid, qty in cart.lines.items())
+        refused_for, refused_short = None, False
+        try:
+            with self.db.unit_of_work() as session:
+                order = orders.place_order(session, command)
+                session.commit()
+        except CartCompleted as refused:
+            refused_for = refused.extra["order_id"]
+        except (InsufficientStock, Unprocessable):  # short, or the cart was emptied
+            refused_short = True
+        if refused_for is not None:
+            assert refused_for == cart.order_id, "an open cart refused as completed"
+            return multiple()
+        if refused_short:
+            assert cart.order_id is None
+            assert short or not cart.lines, "a checkout refused a cart it could order"
+            return multiple()
+        assert cart.order_id is None, "a cart became a second order"
+        assert not short, "a checkout accepted a line whose stock was already short"
+        assert {line.product_id: line.quantity for line in order.lines} == cart.lines
+        cart.order_id = order.id
+        self.orders[order.id] = Placed(order.id, cart.owner, dict(cart.lines))
+        return multiple(self.orders[order.id])
 
     # -- the pipeline's steps, each as often as it likes ---------------------------------
 
@@ -529,6 +611,7 @@ class OrderMachine(RuleBasedStateMachine):
             self._database_agrees_with_the_provider(session)
             self._emails_follow_statuses(session)
             self._timelines_only_grow(session)
+            self._one_order_per_cart(session)
             session.commit()
         self._provider_never_overcharges()
 
@@ -546,6 +629,22 @@ class OrderMachine(RuleBasedStateMachine):
                 f"{product_id}: {stock} in stock + {held.get(product_id, 0)} held "
                 f"!= {self.initial_stock[product_id]} at the start"
             )
+
+    def _one_order_per_cart(self, session: Session) -> None:
+        """A completed cart names the one order that carries its id; an open one has none."""
+        orders_of = dict(
+            session.execute(
+                select(Order.cart_id, func.count()).where(Order.cart_id.is_not(None))
+                .group_by(Order.cart_id)
+            ).all()
+        )  # fmt: skip
+        for cart in session.scalars(select(Cart)):
+            expected = 1 if cart.status == CartStatus.COMPLETED else 0
+            assert orders_of.get(cart.id, 0) == expected, f"cart {cart.id}: {orders_of}"
+            if cart.order_id is not None:
+                placed = session.get(Order, cart.order_id)
+                assert placed is not None
+                assert placed.cart_id == cart.id
 
     def _one_of_each_per_order(self, session: Session) -> None:
         for model, columns in (
