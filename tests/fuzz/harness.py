@@ -316,6 +316,12 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
         "one line per product, one currency per order, items or cart_id, a cart not empty",
     ),
     ("POST", "/api/v1/carts", ["422"], "one item per product, one currency per cart"),
+    (
+        "POST",
+        "/api/v1/orders/{order_id}/refunds",
+        ["422"],
+        "an Idempotency-Key reused with another amount",
+    ),
     ("POST", "/api/v1/webhooks/stripe", ["400"], "a well-formed signature that does not verify"),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]

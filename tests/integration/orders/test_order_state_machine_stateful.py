@@ -194,7 +194,13 @@ class WebhookingProvider:
         return result
 
     def refund(
-        self, *, order_id: str, payment_intent_id: str, amount: Money, idempotency_key: str
+        self,
+        *,
+        order_id: str,
+        payment_intent_id: str,
+        amount: Money,
+        idempotency_key: str,
+        refund_id: str | None = None,
     ) -> RefundResult:
         known = {r.refund_id for r in self.local.refunds(payment_intent_id)}
         result = self.local.refund(
@@ -202,6 +208,7 @@ class WebhookingProvider:
             payment_intent_id=payment_intent_id,
             amount=amount,
             idempotency_key=idempotency_key,
+            refund_id=refund_id,
         )
         if result.refund_id not in known:
             self._post(
@@ -212,7 +219,17 @@ class WebhookingProvider:
                     "amount_refunded": result.amount.amount,
                     "currency": result.amount.currency,
                     "metadata": {"order_id": order_id},
-                    "refunds": {"data": [{"id": result.refund_id}]},
+                    "refunds": {
+                        "data": [
+                            {
+                                "id": result.refund_id,
+                                "amount": result.amount.amount,
+                                "currency": result.amount.currency,
+                                "status": result.status,
+                                "metadata": {"order_id": order_id, "refund_id": refund_id},
+                            }
+                        ]
+                    },
                 },
             )
         return result
