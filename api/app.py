@@ -18,7 +18,15 @@ from api.observability import RequestObservability
 from api.openapi_text import API_DESCRIPTION, OPENAPI_TAGS
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
-from api.routers import auth, health, local_payments, orders, products, webhooks
+from api.routers import (
+    api_keys,
+    auth,
+    health,
+    local_payments,
+    orders,
+    products,
+    webhooks,
+)
 from api.strict import strict_request
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.router,
         orders.customers_router,
         webhooks.router,
+        api_keys.router,
         health.router,
         metrics.router,
     ]

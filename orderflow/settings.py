@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     rate_limit_orders_per_caller: int = Field(default=300, ge=1)
     rate_limit_login_failures_per_account: int = Field(default=10, ge=1)
     rate_limit_login_attempts_per_address: int = Field(default=100, ge=1)
+    #: Requests per window with one integration key (issue 15).
+    rate_limit_requests_per_key: int = Field(default=600, ge=1)
 
     #: A Celery worker serves its processes' metrics here (0: off; the API's /metrics then
     #: shows them only when both share ``PROMETHEUS_MULTIPROC_DIR`` on one host).
