@@ -60,4 +60,6 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.sweep_interval_seconds},
     },
     "purge-expired-records": {"task": "orderflow.maintenance.purge", "schedule": 3600.0},
+    # Business events past their retention (issue 15).
+    "purge-old-events": {"task": "orderflow.maintenance.purge_events", "schedule": 3600.0},
 }

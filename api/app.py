@@ -21,6 +21,7 @@ from api.ratelimit import install_rate_limits
 from api.routers import (
     api_keys,
     auth,
+    events,
     health,
     local_payments,
     orders,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.customers_router,
         webhooks.router,
         api_keys.router,
+        events.router,
         health.router,
         metrics.router,
     ]

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     #: Requests per window with one integration key (issue 15).
     rate_limit_requests_per_key: int = Field(default=600, ge=1)
 
+    #: Business events (the feed, the webhooks' source) are kept this many days (issue 15).
+    event_retention_days: int = Field(default=30, ge=30)
+
     #: A Celery worker serves its processes' metrics here (0: off; the API's /metrics then
     #: shows them only when both share ``PROMETHEUS_MULTIPROC_DIR`` on one host).
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -21,6 +21,7 @@ TASK_MODULES = [
     "tasks.send_email",
     "tasks.refund_payment",
     "tasks.maintenance",
+    "tasks.events",
 ]
 
 app = Celery("orderflow", include=TASK_MODULES)

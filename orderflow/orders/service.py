@@ -16,6 +16,7 @@ from orderflow import idempotency
 from orderflow.catalogue.service import products_by_id
 from orderflow.errors import Forbidden, InsufficientStock, NotFound, Unprocessable
 from orderflow.event_types import OrderEventType
+from orderflow.events import recorder as business_events
 from orderflow.ids import new_id
 from orderflow.models import Order, OrderEvent, OrderLine, Product, User
 from orderflow.money import Money, is_currency
@@ -139,7 +140,9 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
         ):
             raise NotFound(f"customer {command.customer_id} does not exist") from None
         raise
-    return Order(**values, created_at=stamps.created_at, updated_at=stamps.updated_at, lines=lines)
+    order = Order(**values, created_at=stamps.created_at, updated_at=stamps.updated_at, lines=lines)
+    business_events.know_order(session, order)  # order.placed need not read it back
+    return order
 
 
 def _priced_lines(items: list[LineRequest], products: dict[str, Product]) -> list[OrderLine]:
