@@ -63,6 +63,11 @@ def follow_with(cte: Callable[[], str]) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    write_pending(session)
+
+
+def write_pending(session: Session) -> None:
+    """Write the events noted so far now (the commit writes those noted later)."""
     pending: list[_Pending] = session.info.pop(_PENDING, [])
     known: dict[str, dict[str, Any]] = session.info.pop(_KNOWN, {})
     if not pending:
