@@ -26,6 +26,7 @@ from api.routers import (
     local_payments,
     orders,
     products,
+    webhook_endpoints,
     webhooks,
 )
 from api.strict import strict_request
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         api_keys.router,
         events.router,
+        webhook_endpoints.router,
+        webhook_endpoints.deliveries_router,
         health.router,
         metrics.router,
     ]

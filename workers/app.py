@@ -22,6 +22,7 @@ TASK_MODULES = [
     "tasks.refund_payment",
     "tasks.maintenance",
     "tasks.events",
+    "tasks.webhooks",
 ]
 
 app = Celery("orderflow", include=TASK_MODULES)

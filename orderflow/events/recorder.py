@@ -18,7 +18,6 @@ intake, which knows the order it just wrote, skips the read (``know_order``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,11 @@ from orderflow.events import models as _tables  # noqa: F401  (the tables of the
 from orderflow.events.snapshots import read_orders, render_order_object
 from orderflow.events.types import Fact, SubjectType
 from orderflow.models import Order
+from orderflow.webhooks import models as _webhook_tables  # noqa: F401
 
 _PENDING = "orderflow.events.pending"
+#: The task that sends one webhook delivery (``tasks.webhooks``).
+DELIVER_TASK = "orderflow.webhooks.deliver"
 _KNOWN = "orderflow.events.known_subjects"
 
 
@@ -51,16 +53,6 @@ def know_order(session: Session, order: Order) -> None:
     session.info.setdefault(_KNOWN, {})[order.id] = render_order_object(order)
 
 
-#: Extra CTEs that run with every batch of events (the webhooks' deliveries): each reads the
-#: CTE ``inserted`` (id, type, subject_type, subject_id, sequence) of the events written.
-_followers: list[Callable[[], str]] = []
-
-
-def follow_with(cte: Callable[[], str]) -> None:
-    if cte not in _followers:
-        _followers.append(cte)
-
-
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     write_pending(session)
@@ -78,7 +70,7 @@ def write_pending(session: Session) -> None:
         - known.keys()
     )
     snapshots = {**known, **(read_orders(session, order_ids) if order_ids else {})}
-    session.execute(_insert_statement(), {"events": json.dumps(_rows(pending, snapshots))})
+    session.execute(_WRITE_EVENTS, {"events": json.dumps(_rows(pending, snapshots))})
 
 
 @event.listens_for(Session, "after_rollback")
@@ -112,29 +104,38 @@ def _rows(pending: list[_Pending], snapshots: dict[str, dict[str, Any]]) -> list
     return sorted(rows, key=lambda row: (row["subject_type"], row["subject_id"], row["ordinal"]))
 
 
-def _insert_statement() -> Any:
-    followers = "".join(f", {cte()}" for cte in _followers)
-    return text(
-        f"""
-        WITH batch AS (
-            SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS b(
-                id text, type text, subject_type text, subject_id text, ordinal int,
-                total int, data jsonb)
-        ), counted AS (
-            INSERT INTO event_subjects AS s (subject_type, subject_id, last_sequence)
-            SELECT DISTINCT subject_type, subject_id, total FROM batch
-            ORDER BY subject_type, subject_id
-            ON CONFLICT (subject_type, subject_id)
-            DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
-            RETURNING subject_type, subject_id, last_sequence
-        ), inserted AS (
-            INSERT INTO events (id, type, subject_type, subject_id, sequence, data)
-            SELECT b.id, b.type, b.subject_type, b.subject_id,
-                   c.last_sequence - b.total + b.ordinal, b.data
-            FROM batch b JOIN counted c USING (subject_type, subject_id)
-            ORDER BY b.subject_type, b.subject_id, b.ordinal
-            RETURNING id, type, subject_type, subject_id, sequence
-        ){followers}
-        SELECT 1
-        """
-    ).bindparams(bindparam("events"))
+#: The events of one transaction, their subjects' sequence numbers, a webhook delivery for
+#: each endpoint subscribed to each event (enabled ones only) and the outbox message that
+#: sends it: one statement, one round trip.
+_WRITE_EVENTS = text(
+    f"""
+    WITH batch AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS b(
+            id text, type text, subject_type text, subject_id text, ordinal int,
+            total int, data jsonb)
+    ), counted AS (
+        INSERT INTO event_subjects AS s (subject_type, subject_id, last_sequence)
+        SELECT DISTINCT subject_type, subject_id, total FROM batch
+        ORDER BY subject_type, subject_id
+        ON CONFLICT (subject_type, subject_id)
+        DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
+        RETURNING subject_type, subject_id, last_sequence
+    ), inserted AS (
+        INSERT INTO events (id, type, subject_type, subject_id, sequence, data)
+        SELECT b.id, b.type, b.subject_type, b.subject_id,
+               c.last_sequence - b.total + b.ordinal, b.data
+        FROM batch b JOIN counted c USING (subject_type, subject_id)
+        ORDER BY b.subject_type, b.subject_id, b.ordinal
+        RETURNING id, type, subject_type, subject_id, sequence
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries
+            (endpoint_id, event_id, subject_type, subject_id, sequence, dispatched_at)
+        SELECT e.id, i.id, i.subject_type, i.subject_id, i.sequence, now()
+        FROM inserted i JOIN webhook_endpoints e
+          ON e.status = 'enabled' AND i.type LIKE ANY (e.type_likes)
+        RETURNING id
+    )
+    INSERT INTO outbox (topic, order_id, payload)
+    SELECT '{DELIVER_TASK}', NULL, jsonb_build_object('delivery_id', id) FROM deliveries
+    """
+).bindparams(bindparam("events"))
