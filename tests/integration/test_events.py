@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from orderflow.audit import audit
 from orderflow.db import Database
 from orderflow.events import feed
 from orderflow.events.types import EventType, fact_of, matches
@@ -224,3 +225,19 @@ def test_type_patterns() -> None:
         "order", "payment", "invoice", "refund", "shipment", "return"
     }  # fmt: skip
     assert OrderStatus.CANCELLED.value == "cancelled"
+
+
+def test_the_audit_checks_promise_8(
+    clean_database: Database, make_user: Callable[..., User], make_product: Callable[..., Product]
+) -> None:
+    customer, product = make_user(), make_product()
+    with clean_database.unit_of_work() as session:
+        order = orders.place_order(session, place_command(customer.id, (product.id, 1)))
+    with clean_database.unit_of_work() as session:
+        orders.cancel_order(session, order.id, ADMIN)
+    with clean_database.unit_of_work() as session:
+        assert audit(session) == []
+        session.execute(text("DELETE FROM events WHERE sequence = 2"))
+        found = {violation.check for violation in audit(session)}
+        session.rollback()
+    assert found == {"fact_has_event", "event_sequence_gapless"}
