@@ -21,11 +21,15 @@ class UnsafeUrl(Unprocessable):
 
 def check_url(url: str, *, allow_private: bool) -> None:
     """Raise ``UnsafeUrl`` naming the reason, or return."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise _unsafe("the URL cannot be parsed") from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes:
         raise _unsafe(f"the URL must use {' or '.join(schemes)}")
-    if not parts.hostname:
+    if not host:
         raise _unsafe("the URL has no host")
     if parts.username or parts.password:
         raise _unsafe("the URL must not carry credentials")
@@ -35,9 +39,9 @@ def check_url(url: str, *, allow_private: bool) -> None:
         raise _unsafe("the URL's port is invalid") from None
     if allow_private:
         return
-    for address in _addresses(parts.hostname, port):
+    for address in _addresses(host, port):
         if not _public(address):
-            raise _unsafe(f"{parts.hostname} resolves to {address}, which is not public")
+            raise _unsafe(f"{host} resolves to {address}, which is not public")
 
 
 def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
