@@ -28,7 +28,6 @@ from orderflow.events import models as _tables  # noqa: F401  (the tables of the
 from orderflow.events.snapshots import read_orders, render_order_object
 from orderflow.events.types import Fact, SubjectType
 from orderflow.models import Order
-from orderflow.webhooks import models as _webhook_tables  # noqa: F401
 
 _PENDING = "orderflow.events.pending"
 #: The task that sends one webhook delivery (``tasks.webhooks``).
