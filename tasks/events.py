@@ -26,6 +26,7 @@ def purge_events(self: Task) -> int:
     for _ in range(PURGE_BATCHES_PER_RUN):
         with runtime.database().unit_of_work() as session:
             deleted = feed.purge_older_than(session, days, PURGE_BATCH)
+            session.commit()
         purged += deleted
         if deleted < PURGE_BATCH:
             break

@@ -34,6 +34,7 @@ def deliver(self: Task, delivery_id: int) -> str | None:
     settings = runtime.settings()
     with runtime.database().unit_of_work() as session:
         job = delivery.claim(session, delivery_id, settings)
+        session.commit()
     if job is None:
         return None  # not due, not its turn, endpoint off or busy, or done already
     started = time.perf_counter()
@@ -42,6 +43,7 @@ def deliver(self: Task, delivery_id: int) -> str | None:
     metrics.WEBHOOK_ATTEMPTS.labels(outcome.label).inc()
     with runtime.database().unit_of_work() as session:
         recorded = delivery.record(session, job, outcome, settings)
+        session.commit()
     metrics.WEBHOOK_DELIVERIES.labels(recorded.status).inc()
     if recorded.endpoint_disabled:
         metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
@@ -64,6 +66,7 @@ def deliver(self: Task, delivery_id: int) -> str | None:
 def dispatch(self: Task) -> int:
     with runtime.database().unit_of_work() as session:
         due = delivery.dispatch_due(session, runtime.settings())
+        session.commit()
     for delivery_id in due:
         deliver.apply_async(kwargs={"delivery_id": delivery_id})
     return len(due)

@@ -42,6 +42,7 @@ def build(unit_of_work: UnitOfWork) -> typer.Typer:
         """Give every exhausted delivery one more attempt now."""
         with unit_of_work() as session:
             count = operations.retry_exhausted(session, endpoint)
+            session.commit()
         typer.echo(f"{count} exhausted deliveries will be sent again")
 
     @webhooks.command()
@@ -53,6 +54,7 @@ def build(unit_of_work: UnitOfWork) -> typer.Typer:
         """Send the endpoint the events of a window again, with their original ids."""
         with unit_of_work() as session:
             count = endpoints.replay(session, endpoint, since, until, None)
+            session.commit()
         typer.echo(f"{count} events will be sent again to {endpoint}")
 
     return webhooks

@@ -229,6 +229,7 @@ def test_last_used_at_is_stamped_at_most_once_a_minute(
     assert world.admin.get("/api-keys").json()["items"][0]["last_used_at"] == first
     with clean_database.unit_of_work() as session:  # a minute passes
         session.execute(text("UPDATE api_keys SET last_used_at = last_used_at - interval '61 s'"))
+        session.commit()
     assert key.get("/orders").status_code == 200
     later = world.admin.get("/api-keys").json()["items"][0]["last_used_at"]
     assert later > first

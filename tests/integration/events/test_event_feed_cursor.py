@@ -54,6 +54,7 @@ def test_a_paging_reader_sees_every_event_exactly_once(
                     time.sleep(rng.uniform(0, 0.08))  # ...while its transaction stays open
                     if roll_back:
                         raise Rolledback
+                    session.commit()
             except Rolledback:
                 continue
             with lock:

@@ -16,6 +16,7 @@ from orderflow.audit import audit
 from orderflow.db import Database
 from orderflow.events import feed
 from orderflow.events.types import EventType, fact_of, matches
+from orderflow.fulfilment import moves
 from orderflow.models import Product, User
 from orderflow.orders import service as orders
 from orderflow.orders.state import OrderStatus
@@ -98,10 +99,12 @@ def test_a_rolled_back_change_leaves_no_event(
         fail_after(lambda s: orders.place_order(s, place_command(customer.id, (product.id, 1))))
     with clean_database.unit_of_work() as session:
         order = orders.place_order(session, place_command(customer.id, (product.id, 1)))
+        session.commit()
     with pytest.raises(RuntimeError):
-        fail_after(lambda s: orders.cancel_order(s, order.id, ADMIN))
+        fail_after(lambda s: moves.cancel_order(s, order.id, ADMIN))
     with clean_database.unit_of_work() as session:
-        orders.cancel_order(session, order.id, ADMIN)
+        moves.cancel_order(session, order.id, ADMIN)
+        session.commit()
     with clean_database.unit_of_work() as session:
         events = session.execute(text("SELECT type, sequence FROM events ORDER BY position"))
         # The rolled-back cancel took no sequence number: the committed one is 2.
@@ -203,6 +206,7 @@ def test_old_events_are_purged_in_batches(
     for _ in range(5):
         with clean_database.unit_of_work() as session:
             orders.place_order(session, place_command(customer.id, (product.id, 1)))
+            session.commit()
     with clean_database.unit_of_work() as session:
         session.execute(
             text(
@@ -210,6 +214,7 @@ def test_old_events_are_purged_in_batches(
                 "WHERE id IN (SELECT id FROM events ORDER BY position LIMIT 3)"
             )
         )
+        session.commit()
     with clean_database.unit_of_work() as session:
         assert feed.purge_older_than(session, days=30, batch=2) == 2
         assert feed.purge_older_than(session, days=30, batch=2) == 1
@@ -233,8 +238,10 @@ def test_the_audit_checks_promise_8(
     customer, product = make_user(), make_product()
     with clean_database.unit_of_work() as session:
         order = orders.place_order(session, place_command(customer.id, (product.id, 1)))
+        session.commit()
     with clean_database.unit_of_work() as session:
-        orders.cancel_order(session, order.id, ADMIN)
+        moves.cancel_order(session, order.id, ADMIN)
+        session.commit()
     with clean_database.unit_of_work() as session:
         before = {violation.check for violation in audit(session)}
         session.execute(text("DELETE FROM events WHERE sequence = 2"))

@@ -27,11 +27,13 @@ def test_list_retry_failed_and_replay(
         endpoint_id = endpoints.create_endpoint(
             session, "http://127.0.0.1:9/hook", ["order.placed"], None, allow_private=True
         ).endpoint.id
+        session.commit()
     product = make_product()
     for _ in range(2):
         assert customer.post("/orders", json=order_body((product.id, 1))).status_code == 201
     with clean_database.unit_of_work() as session:
         session.execute(text("UPDATE webhook_deliveries SET status = 'exhausted', attempts = 3"))
+        session.commit()
     listed = orderflow(settings, "webhooks", "list")
     assert listed.exit_code == 0, listed.output
     assert endpoint_id in listed.stdout

@@ -57,6 +57,7 @@ def subscribe(clean_database: Database, receiver: Receiver) -> Callable[..., tup
                 session, receiver.url + path, list(types), None, allow_private=True
             )
             endpoint_id = created.endpoint.id
+            session.commit()
         receiver.secrets.append(created.secret)
         return endpoint_id, created.secret
 
