@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api import integration_examples as ix
 from api.deps import SessionDep, ViewerDep
-from api.schemas.common import problem_responses
+from api.schemas.common import json_answer, problem_responses
 from api.schemas.events import EventOut, FeedPageOut
 from orderflow.errors import Forbidden
 from orderflow.events import feed
@@ -21,7 +22,21 @@ def _admin_only(viewer: Viewer) -> None:
         raise Forbidden("only admins and integration keys with events:read read the feed")
 
 
-@router.get("", response_model=FeedPageOut, responses=problem_responses(401, 403))
+@router.get(
+    "",
+    response_model=FeedPageOut,
+    summary="Read the event feed",
+    description=(
+        "Business events oldest first. Pass the last page's `next_cursor` as `after` to go "
+        "on (it may be stored and reused later; the cursor never skips an event that commits "
+        "late). `types` is a comma-separated list; `order.*` is a wildcard. Admins and keys "
+        "with `events:read`."
+    ),
+    responses={
+        **json_answer(200, "A page of events", page=ix.FEED_PAGE),
+        **problem_responses(401, 403),
+    },
+)
 def list_events(
     viewer: ViewerDep,
     session: SessionDep,
@@ -39,7 +54,19 @@ def list_events(
     )
 
 
-@router.get("/{event_id}", response_model=EventOut, responses=problem_responses(401, 403, 404))
+@router.get(
+    "/{event_id}",
+    response_model=EventOut,
+    summary="Get an event",
+    description=(
+        "One event by id, as the feed and the webhooks show it: type, subject, per-subject "
+        "sequence and the subject as it was. Admins and keys with `events:read`."
+    ),
+    responses={
+        **json_answer(200, "The event", event=ix.EVENT),
+        **problem_responses(401, 403, 404),
+    },
+)
 def get_event(event_id: str, viewer: ViewerDep, session: SessionDep) -> EventOut:
     _admin_only(viewer)
     return EventOut.model_validate(feed.get_event(session, event_id))

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api import examples as ex
+from api import integration_examples as ix
 from api.deps import DEFAULT_PAGE_LIMIT, Limit, Offset, SessionDep, SettingsDep, ViewerDep
-from api.schemas.common import BODY_PROBLEMS, ListPage, problem_responses
+from api.schemas.common import BODY_PROBLEMS, ListPage, json_answer, problem_responses
 from api.schemas.webhooks_out import (
     DeliveryOut,
     EndpointCreate,
@@ -24,8 +26,8 @@ from orderflow.orders.service import Viewer
 from orderflow.webhooks import endpoints
 from orderflow.webhooks.endpoints import DeliveryStatus
 
-router = APIRouter(prefix="/webhook-endpoints", tags=["webhooks"])
-deliveries_router = APIRouter(prefix="/webhook-deliveries", tags=["webhooks"])
+router = APIRouter(prefix="/webhook-endpoints", tags=["webhook endpoints"])
+deliveries_router = APIRouter(prefix="/webhook-deliveries", tags=["webhook endpoints"])
 
 
 def _admin_only(viewer: Viewer) -> None:
@@ -37,7 +39,16 @@ def _admin_only(viewer: Viewer) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=EndpointCreated,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 403),
+    summary="Subscribe a webhook endpoint",
+    description=(
+        "An https URL whose host resolves only to public addresses, and the event types it "
+        "receives (`order.*` is a wildcard). Its signing `secret` (`whsec_…`) is shown only "
+        "here. Admins and keys with `webhooks:manage`."
+    ),
+    responses={
+        **json_answer(201, "The endpoint, with its secret", endpoint=ix.ENDPOINT_CREATED),
+        **problem_responses(*BODY_PROBLEMS, 401, 403),
+    },
 )
 def create_endpoint(
     body: EndpointCreate, viewer: ViewerDep, session: SessionDep, settings: SettingsDep
@@ -53,7 +64,19 @@ def create_endpoint(
     return EndpointCreated(**EndpointOut.of(created.endpoint).model_dump(), secret=created.secret)
 
 
-@router.get("", response_model=ListPage[EndpointOut], responses=problem_responses(401, 403))
+@router.get(
+    "",
+    response_model=ListPage[EndpointOut],
+    summary="List webhook endpoints",
+    description=(
+        "Every endpoint, newest first, with its status (`enabled`, `paused`, or `disabled` by "
+        "the system with a `disabled_reason`); never a secret."
+    ),
+    responses={
+        **json_answer(200, "A page of endpoints", page=ex.page(ix.ENDPOINT)),
+        **problem_responses(401, 403),
+    },
+)
 def list_endpoints(
     viewer: ViewerDep, session: SessionDep, limit: Limit = DEFAULT_PAGE_LIMIT, offset: Offset = 0
 ) -> ListPage[EndpointOut]:
@@ -64,7 +87,14 @@ def list_endpoints(
 
 
 @router.get(
-    "/{endpoint_id}", response_model=EndpointOut, responses=problem_responses(401, 403, 404)
+    "/{endpoint_id}",
+    response_model=EndpointOut,
+    summary="Get a webhook endpoint",
+    description="One endpoint by id: its URL, event types and status; never its secret.",
+    responses={
+        **json_answer(200, "The endpoint", endpoint=ix.ENDPOINT),
+        **problem_responses(401, 403, 404),
+    },
 )
 def get_endpoint(endpoint_id: str, viewer: ViewerDep, session: SessionDep) -> EndpointOut:
     _admin_only(viewer)
@@ -74,7 +104,15 @@ def get_endpoint(endpoint_id: str, viewer: ViewerDep, session: SessionDep) -> En
 @router.patch(
     "/{endpoint_id}",
     response_model=EndpointOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404),
+    summary="Change a webhook endpoint",
+    description=(
+        "Change `url`, `event_types`, `description` or `status` (`enabled` or `paused`; "
+        "re-enabling a disabled endpoint resumes its open deliveries)."
+    ),
+    responses={
+        **json_answer(200, "The endpoint", endpoint=ix.ENDPOINT),
+        **problem_responses(*BODY_PROBLEMS, 401, 403, 404),
+    },
 )
 def update_endpoint(
     endpoint_id: str,
@@ -99,7 +137,9 @@ def update_endpoint(
 @router.delete(
     "/{endpoint_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404),
+    summary="Delete a webhook endpoint",
+    description="The endpoint and its delivery log are deleted; nothing more is sent to it.",
+    responses={204: {"description": "Deleted"}, **problem_responses(401, 403, 404)},
 )
 def delete_endpoint(endpoint_id: str, viewer: ViewerDep, session: SessionDep) -> Response:
     _admin_only(viewer)
@@ -110,7 +150,22 @@ def delete_endpoint(endpoint_id: str, viewer: ViewerDep, session: SessionDep) ->
 @router.post(
     "/{endpoint_id}/rotate-secret",
     response_model=SecretOut,
-    responses=problem_responses(401, 403, 404),
+    summary="Rotate a webhook endpoint's secret",
+    description=(
+        "A new signing secret, shown only here. For 24 hours every delivery carries both "
+        "signatures, so the receiver can switch without missing one."
+    ),
+    responses={
+        **json_answer(
+            200,
+            "The new secret",
+            secret={
+                "secret": ix.ENDPOINT_CREATED["secret"],
+                "previous_secret_expires_at": ex.UPDATED,
+            },
+        ),
+        **problem_responses(401, 403, 404),
+    },
 )
 def rotate_secret(endpoint_id: str, viewer: ViewerDep, session: SessionDep) -> SecretOut:
     _admin_only(viewer)
@@ -123,7 +178,15 @@ def rotate_secret(endpoint_id: str, viewer: ViewerDep, session: SessionDep) -> S
 @router.get(
     "/{endpoint_id}/deliveries",
     response_model=ListPage[DeliveryOut],
-    responses=problem_responses(401, 403, 404),
+    summary="List an endpoint's deliveries",
+    description=(
+        "The delivery log, newest first: each event sent (or to send) to the endpoint with "
+        "its status, attempts, last answer and next attempt; `status` filters."
+    ),
+    responses={
+        **json_answer(200, "A page of deliveries", page=ex.page(ix.DELIVERY)),
+        **problem_responses(401, 403, 404),
+    },
 )
 def list_deliveries(
     endpoint_id: str,
@@ -143,7 +206,15 @@ def list_deliveries(
     "/{endpoint_id}/replay",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ReplayOut,
-    responses=problem_responses(*BODY_PROBLEMS, 401, 403, 404),
+    summary="Replay a window of events",
+    description=(
+        "Send the endpoint again the events of [`since`, `until`) it subscribes to (and of "
+        "`types`, if given), with their original ids, in order per subject."
+    ),
+    responses={
+        **json_answer(202, "How many deliveries were queued", replay={"deliveries": 12}),
+        **problem_responses(*BODY_PROBLEMS, 401, 403, 404),
+    },
 )
 def replay(
     endpoint_id: str, body: ReplayRequest, viewer: ViewerDep, session: SessionDep
@@ -157,7 +228,15 @@ def replay(
     "/{delivery_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryOut,
-    responses=problem_responses(401, 403, 404, 409),
+    summary="Retry a delivery",
+    description=(
+        "Send a failed or exhausted delivery again now, in its turn for its subject. A "
+        "delivery answered 2xx is not sent again (409): replay its event instead."
+    ),
+    responses={
+        **json_answer(202, "The delivery, due now", delivery=ix.DELIVERY),
+        **problem_responses(401, 403, 404, 409),
+    },
 )
 def retry_delivery(delivery_id: str, viewer: ViewerDep, session: SessionDep) -> DeliveryOut:
     _admin_only(viewer)

@@ -5,12 +5,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import NON_BLANK, RequestBody
+from api.schemas.common import NON_BLANK, RequestBody, with_examples
 from orderflow.integrations.keys import Scope
 from orderflow.integrations.models import ApiKey
 
 
 class ApiKeyCreate(RequestBody):
+    model_config = with_examples({"name": "erp", "scopes": ["orders:read", "events:read"]})
+
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(Scope))]
 

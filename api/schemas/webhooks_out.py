@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import RequestBody, Rfc3339DateTime
+from api.schemas.common import RequestBody, Rfc3339DateTime, with_examples
 from orderflow.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 EventTypes = Annotated[
@@ -17,12 +17,22 @@ Url = Annotated[str, Field(min_length=8, max_length=2000)]
 
 
 class EndpointCreate(RequestBody):
+    model_config = with_examples(
+        {
+            "url": "https://erp.example.com/hooks/orderflow",
+            "event_types": ["order.*", "refund.succeeded"],
+            "description": "ERP order sync",
+        }
+    )
+
     url: Url
     event_types: EventTypes
     description: Annotated[str, Field(max_length=500)] | None = None
 
 
 class EndpointPatch(RequestBody):
+    model_config = with_examples({"status": "paused"}, {"event_types": ["order.*"]})
+
     url: Url | None = None
     event_types: EventTypes | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
@@ -93,6 +103,10 @@ class DeliveryOut(BaseModel):
 
 
 class ReplayRequest(RequestBody):
+    model_config = with_examples(
+        {"since": "2026-03-14T00:00:00Z", "until": "2026-03-15T00:00:00Z", "types": ["order.*"]}
+    )
+
     since: Rfc3339DateTime
     until: Rfc3339DateTime | None = None
     types: EventTypes | None = None

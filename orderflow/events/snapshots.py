@@ -28,6 +28,9 @@ def render_order(order: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -
         "invoice_number": order["invoice_number"],
         "payment_intent_id": order["payment_intent_id"],
         "failure_reason": order["failure_reason"],
+        # A link for the customer's browser (3-D Secure with the local provider), made per
+        # request by the API; the feed is not where a customer looks for it.
+        "next_action_url": None,
         "created_at": order["created_at"],
         "updated_at": order["updated_at"],
     }
