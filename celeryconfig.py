@@ -43,7 +43,10 @@ worker_hijack_root_logger = False
 #: One queue per pipeline step, so each can be scaled on its own.
 STEP_QUEUES = ("reserve_stock", "charge_payment", "generate_invoice", "send_email", "maintenance")
 task_default_queue = "maintenance"
-task_queues = tuple(Queue(name) for name in STEP_QUEUES)
+#: Outgoing webhooks have a queue and a worker of their own (``workers.launcher``): a slow
+#: receiver never holds a worker of the order pipeline.
+WEBHOOK_QUEUE = "webhooks"
+task_queues = tuple(Queue(name) for name in (*STEP_QUEUES, WEBHOOK_QUEUE))
 task_routes = {
     "orderflow.reserve_stock": {"queue": "reserve_stock"},
     "orderflow.charge_payment": {"queue": "charge_payment"},
@@ -51,6 +54,7 @@ task_routes = {
     "orderflow.send_email": {"queue": "send_email"},
     "orderflow.refund_payment": {"queue": "charge_payment"},
     "orderflow.maintenance.*": {"queue": "maintenance"},
+    "orderflow.webhooks.*": {"queue": WEBHOOK_QUEUE},
 }
 
 beat_schedule: dict[str, dict[str, object]] = {
@@ -64,5 +68,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "orderflow.maintenance.carts",
         "schedule": 600.0,
         "options": {"expires": 600.0},
+    },
+    # Business events past their retention (issue 15).
+    "purge-old-events": {"task": "orderflow.maintenance.purge_events", "schedule": 3600.0},
+    "dispatch-webhooks": {
+        "task": "orderflow.webhooks.dispatch",
+        "schedule": _settings.webhook_dispatch_interval_seconds,
+        "options": {"expires": _settings.webhook_dispatch_interval_seconds},
     },
 }

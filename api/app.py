@@ -18,7 +18,18 @@ from api.observability import RequestObservability
 from api.openapi_text import API_DESCRIPTION, OPENAPI_TAGS
 from api.problems import install_problem_handlers
 from api.ratelimit import install_rate_limits
-from api.routers import auth, carts, health, local_payments, orders, products, webhooks
+from api.routers import (
+    api_keys,
+    auth,
+    carts,
+    events,
+    health,
+    local_payments,
+    orders,
+    products,
+    webhook_endpoints,
+    webhooks,
+)
 from api.strict import strict_request
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
@@ -90,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.customers_router,
         carts.router,
         webhooks.router,
+        api_keys.router,
+        events.router,
+        webhook_endpoints.router,
+        webhook_endpoints.deliveries_router,
         health.router,
         metrics.router,
     ]

@@ -14,10 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.cross_origin import check_cookie_request
+from api.scopes import check_scope
 from orderflow.auth import service as auth
 from orderflow.auth.tokens import AccessClaims
 from orderflow.db import Database
 from orderflow.errors import Forbidden, NotAuthenticated, OrderflowError
+from orderflow.integrations import keys
 from orderflow.models import User
 from orderflow.orders.service import Viewer
 from orderflow.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -28,7 +30,10 @@ T = TypeVar("T")
 ACCESS_COOKIE = "orderflow_access"
 REFRESH_COOKIE = "orderflow_refresh"
 
-_bearer = HTTPBearer(auto_error=False, description="JWT from POST /auth/login")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="JWT from POST /auth/login, or an integration key (ofk_…) from POST /api-keys",
+)
 
 
 # Dependencies that only read the request or app state are ``async def``: FastAPI runs a
@@ -122,6 +127,8 @@ async def access_token_of(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is not None and credentials.scheme.lower() == "bearer":
+        if keys.is_key(credentials.credentials):
+            await _limit_key(request, credentials.credentials)
         return credentials.credentials
     cookie = request.cookies.get(ACCESS_COOKIE)
     if cookie:
@@ -133,7 +140,14 @@ async def access_token_of(
 AccessToken = Annotated[str, Depends(access_token_of)]
 
 
-def current_user(session: SessionDep, settings: SettingsDep, token: AccessToken) -> User:
+def current_user(
+    request: Request, session: SessionDep, settings: SettingsDep, token: AccessToken
+) -> User:
+    if keys.is_key(token):  # acts as the admin who created it, within its scopes
+        user = session.get(User, key_caller(request, session, token).created_by)
+        if user is None:
+            raise NotAuthenticated("the integration key is invalid or revoked")
+        return user
     return auth.authenticate(session, settings, token)
 
 
@@ -149,8 +163,13 @@ async def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-def viewer_of(session: SessionDep, settings: SettingsDep, token: AccessToken) -> Viewer:
-    """The caller as the order services see them; reads no more of the user than the role."""
+def viewer_of(
+    request: Request, session: SessionDep, settings: SettingsDep, token: AccessToken
+) -> Viewer:
+    """The caller as the order services see them; reads no more of the user than the role.
+    An integration key acts as the admin who created it (``_key_viewer``)."""
+    if keys.is_key(token):
+        return _key_viewer(key_caller(request, session, token))
     return _viewer(auth.identify(session, settings, token))
 
 
@@ -164,7 +183,10 @@ ViewerDep = Annotated[Viewer, Depends(viewer_of)]
 async def access_claims(settings: SettingsDep, token: AccessToken) -> AccessClaims:
     """The access token's claims, signature and expiry checked on the event loop without a
     database read: enough to count the request against its caller (``limit_orders``).
-    Whether the token's session is still open is checked with the work (``CallerWork``)."""
+    Whether the token's session is still open is checked with the work (``CallerWork``).
+    An integration key is counted under a digest of its secret, checked with the work."""
+    if keys.is_key(token):
+        return AccessClaims(user_id=keys.hash_secret(token).hex()[:32], session_id=_KEY_SESSION)
     return auth.read_claims(settings, token)
 
 
@@ -183,6 +205,8 @@ class CallerWork:
     database: Database
     claims: AccessClaims
     slots: anyio.CapacityLimiter
+    #: The request, when the caller sent an integration key (checked with the work).
+    key_request: tuple[Request, str] | None = None
 
     async def run(self, work: Callable[[Session, Viewer], T]) -> T:
         return await anyio.to_thread.run_sync(
@@ -190,10 +214,13 @@ class CallerWork:
         )
 
     def _in_thread(self, work: Callable[[Session, Viewer], T]) -> T:
-        return _run_in_unit(
-            self.database.session(),
-            lambda session: work(session, _viewer(auth.caller_of(session, self.claims))),
-        )
+        return _run_in_unit(self.database.session(), lambda s: work(s, self._viewer(s)))
+
+    def _viewer(self, session: Session) -> Viewer:
+        if self.key_request is not None:
+            request, secret = self.key_request
+            return _key_viewer(key_caller(request, session, secret))
+        return _viewer(auth.caller_of(session, self.claims))
 
 
 def install_caller_work(app_state: Any) -> None:
@@ -202,9 +229,13 @@ def install_caller_work(app_state: Any) -> None:
 
 
 async def caller_work(
-    request: Request, database: Annotated[Database, Depends(get_database)], claims: AccessClaimsDep
+    request: Request,
+    database: Annotated[Database, Depends(get_database)],
+    claims: AccessClaimsDep,
+    token: AccessToken,
 ) -> CallerWork:
-    return CallerWork(database, claims, request.app.state.caller_work_slots)
+    key_request = (request, token) if keys.is_key(token) else None
+    return CallerWork(database, claims, request.app.state.caller_work_slots, key_request)
 
 
 CallerWorkDep = Annotated[CallerWork, Depends(caller_work)]
@@ -212,3 +243,30 @@ CallerWorkDep = Annotated[CallerWork, Depends(caller_work)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, at most 100")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 DEFAULT_PAGE_LIMIT = DEFAULT_LIMIT
+
+
+# --- integration keys (issue 15) -------------------------------------------------------------
+#: ``AccessClaims.session_id`` of a caller that sent an integration key (it has no session).
+_KEY_SESSION = "integration-key"
+
+
+def key_caller(request: Request, session: Session, secret: str) -> keys.KeyCaller:
+    """The integration key behind ``secret``, allowed on this route by its scopes
+    (``api/scopes.py``), else 401 (unknown or revoked) or 403 (outside its scopes)."""
+    caller = keys.authenticate_key(session, secret)
+    check_scope(request, caller)
+    return caller
+
+
+def _key_viewer(caller: keys.KeyCaller) -> Viewer:
+    """A key acts as the admin who created it: its orders and Idempotency-Keys are theirs,
+    and what it does is on the record under their id."""
+    return Viewer(user_id=caller.created_by, is_admin=True)
+
+
+async def _limit_key(request: Request, secret: str) -> None:
+    """Every request with an integration key counts against that key (on the event loop,
+    before any database work): ``ORDERFLOW_RATE_LIMIT_REQUESTS_PER_KEY`` a window."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.hit(request.app.state.rate_limits.requests_per_key, secret)

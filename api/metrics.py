@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from api.webhook_metrics import WebhookCollector
 from orderflow import outbox
 from orderflow.db import Database
 from orderflow.fulfilment.redrive import stuck_orders
@@ -162,15 +163,16 @@ def build_registry(
     every process recording into the directory: uvicorn workers, and on one host the Celery
     workers and the relay too."""
     if queues is None:
-        from celeryconfig import STEP_QUEUES  # the queue names' one home; read, not run
+        from celeryconfig import STEP_QUEUES, WEBHOOK_QUEUE  # the queue names' one home
 
-        queues = STEP_QUEUES
+        queues = (*STEP_QUEUES, WEBHOOK_QUEUE)
     registry = CollectorRegistry(auto_describe=False)
     if getattr(values.ValueClass, "_multiprocess", False):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ProcessMetrics())
     registry.register(SystemCollector(app_state, queues, stall_seconds))
+    registry.register(WebhookCollector(app_state))
     return registry
 
 

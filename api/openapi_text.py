@@ -53,4 +53,13 @@ OPENAPI_TAGS = [
         "customer's part of 3-D Secure.",
     },
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+    {
+        "name": "integration keys",
+        "description": "Opaque, scoped, revocable bearer keys for machines (ERP, warehouse).",
+    },
+    {"name": "events", "description": "The event feed: every business fact, oldest first."},
+    {
+        "name": "webhook endpoints",
+        "description": "Outgoing webhooks: endpoints, signed deliveries, replay and retry.",
+    },
 ]

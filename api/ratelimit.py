@@ -9,7 +9,8 @@ checkouts is worse than letting a burst pass.
 * login: every attempt counts against the client address; failed attempts count against
   the account, and an account over its limit is refused even with the right password
   until the window ends;
-* ``POST /orders``: every request counts against the caller (the authenticated user).
+* ``POST /orders``: every request counts against the caller (the authenticated user);
+* integration keys: every request with a key counts against that key (``api.deps``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Limits:
     orders_per_caller: Limit
     login_failures_per_account: Limit
     login_attempts_per_address: Limit
+    requests_per_key: Limit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -129,6 +131,12 @@ class Limits:
                 settings.rate_limit_login_attempts_per_address,
                 window,
                 "too many login attempts from this address",
+            ),
+            Limit(
+                "requests_per_key",
+                settings.rate_limit_requests_per_key,
+                window,
+                "too many requests with this integration key",
             ),
         )
 

@@ -147,6 +147,38 @@ _CHECKS: dict[str, str] = {
                || ' of its capture was not refunded'
         FROM orders o
         WHERE o.status IN ('failed', 'cancelled') AND o.refunded_amount < o.captured_amount""",
+    # --- promise 8 (issue 15) ---
+    # Every timeline entry that is a business fact (orderflow/events/types.py) and younger
+    # than the shortest retention has its event, under the same id.
+    "fact_has_event": """
+        SELECT t.order_id, t.type || ' ' || t.id || ' has no event in the feed'
+        FROM order_events t LEFT JOIN events e ON e.id = t.id
+        WHERE e.id IS NULL AND t.created_at > now() - interval '29 days'
+          AND (t.type IN ('order_placed', 'payment_succeeded', 'payment_failed',
+                          'invoice_generated', 'payment_refunded', 'refund_failed')
+               OR (t.type = 'status_changed' AND t.data->>'to' IN
+                   ('confirmed', 'failed', 'cancelled', 'shipped', 'delivered')))""",
+    "event_sequence_gapless": """
+        SELECT s.subject_type || ' ' || s.subject_id,
+               count(e.id) || ' events kept, sequences ' || min(e.sequence) || '..'
+               || max(e.sequence) || ', counter ' || s.last_sequence
+        FROM event_subjects s JOIN events e
+          ON e.subject_type = s.subject_type AND e.subject_id = s.subject_id
+        GROUP BY s.subject_type, s.subject_id, s.last_sequence
+        HAVING count(e.id) <> max(e.sequence) - min(e.sequence) + 1
+            OR max(e.sequence) <> s.last_sequence""",
+    # An endpoint enabled now and unchanged since before an event of a type it subscribes to
+    # was enabled then with those types: the event must have its delivery.
+    "subscribed_event_has_delivery": """
+        SELECT w.id, 'no delivery of ' || e.type || ' ' || e.id
+        FROM webhook_endpoints w JOIN events e
+          ON e.created_at > w.updated_at AND e.type LIKE ANY (w.type_likes)
+        WHERE w.status = 'enabled' AND NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = w.id AND d.event_id = e.id)""",
+    "delivery_succeeded_once": """
+        SELECT endpoint_id, event_id || ' succeeded ' || count(*) || ' times unreplayed'
+        FROM webhook_deliveries WHERE status = 'succeeded' AND replay = 0
+        GROUP BY endpoint_id, event_id HAVING count(*) > 1""",
 }
 
 

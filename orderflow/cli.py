@@ -25,9 +25,10 @@ from orderflow.fulfilment import redrive as redriving
 from orderflow.migrate import upgrade_to_head
 from orderflow.settings import ConfigError, Settings
 from orderflow.startup import check_database, load_settings
+from orderflow.webhooks import cli as webhooks_cli
 
 app = typer.Typer(
-    help="Operate orderflow: migrations, admin, demo data, re-driving, audit, outbox.",
+    help="Operate orderflow: migrations, admin, demo data, re-driving, audit, outbox, webhooks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -169,6 +170,10 @@ def audit() -> None:
         typer.echo(f"{len(violations)} violations found", err=True)
         raise typer.Exit(VIOLATIONS_FOUND)
     typer.echo(f"no violations ({len(CHECK_NAMES)} checks passed)")
+
+
+# ``orderflow webhooks list | retry-failed | replay`` (issue 15)
+app.add_typer(webhooks_cli.build(lambda: _unit_of_work(_settings())), name="webhooks")
 
 
 def main() -> None:

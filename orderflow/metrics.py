@@ -296,3 +296,26 @@ def _log_order_event(order_id: str, type_: str, actor: str, data: dict[str, Any]
 @event.listens_for(Session, "after_rollback")
 def _forget_noted(session: Session) -> None:
     session.info.pop(_NOTED, None)
+
+
+# --- outgoing webhooks (issue 15) -----------------------------------------------------------
+WEBHOOK_ATTEMPTS = Counter(
+    "orderflow_webhook_attempts_total",
+    "Webhook delivery attempts, by the receiver's answer (2xx, 4xx, 5xx, error: none)",
+    ["result"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "orderflow_webhook_deliveries_total",
+    "Webhook delivery attempts by the delivery's resulting status "
+    "(succeeded, failed: retry scheduled, exhausted)",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "orderflow_webhook_attempt_seconds",
+    "Time of one webhook POST, answer or timeout",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "orderflow_webhook_endpoints_disabled_total",
+    "Endpoints disabled by the system (410 Gone, or failing for days)",
+)

@@ -85,6 +85,27 @@ class Settings(BaseSettings):
     rate_limit_orders_per_caller: int = Field(default=300, ge=1)
     rate_limit_login_failures_per_account: int = Field(default=10, ge=1)
     rate_limit_login_attempts_per_address: int = Field(default=100, ge=1)
+    #: Requests per window with one integration key (issue 15).
+    rate_limit_requests_per_key: int = Field(default=600, ge=1)
+
+    #: Business events (the feed, the webhooks' source) are kept this many days (issue 15).
+    event_retention_days: int = Field(default=30, ge=30)
+
+    #: Outgoing webhooks (issue 15). Seconds between attempts, comma-separated; N entries
+    #: mean at most N + 1 attempts (default: about three days).
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000,86400,86400"
+    #: Connect and read timeout of one delivery: a slow receiver is cut off here.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: Development and tests only: plain http and loopback/private/link-local addresses.
+    webhook_allow_private_urls: bool = False
+    #: An endpoint that has only failed for this long is disabled.
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    #: How often the dispatcher looks for due deliveries (retries, lost messages).
+    webhook_dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    #: A delivery handed to the broker and not claimed within this long is handed again.
+    webhook_redispatch_seconds: float = Field(default=30.0, gt=0)
+    #: Deliveries in flight at once per endpoint, whatever the number of its subjects.
+    webhook_max_in_flight_per_endpoint: int = Field(default=2, ge=1, le=100)
 
     #: A Celery worker serves its processes' metrics here (0: off; the API's /metrics then
     #: shows them only when both share ``PROMETHEUS_MULTIPROC_DIR`` on one host).
@@ -147,9 +168,21 @@ class Settings(BaseSettings):
                 "ORDERFLOW_JWT_SECRET is the development default: set a random secret of "
                 "at least 32 characters in production"
             )
+        try:
+            delays = self.webhook_retry_delays
+        except ValueError:
+            delays = [-1.0]
+        if any(delay < 0 for delay in delays):
+            raise ConfigError(
+                "ORDERFLOW_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, e.g. 5,300,1800"
+            )
         if len(self.jwt_secret.get_secret_value()) < 32:
             raise ConfigError("ORDERFLOW_JWT_SECRET is too short: use at least 32 characters")
         return self
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
 
     @property
     def emails_dir(self) -> Path:

@@ -59,6 +59,22 @@ class SystemProcesses:
         wait_until(lambda: log.read_text(errors="replace").count(" ready.") > seen, 60)
         return process
 
+    def start_webhook_worker(
+        self, name: str = "webhooks", concurrency: int = 4
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker on the ``webhooks`` queue only (threads, as the launcher runs it)."""
+        self.recipes[name] = lambda: self.start_webhook_worker(name, concurrency)
+        log = self.log_dir / f"{name}.log"
+        seen = log.read_text(errors="replace").count(" ready.") if log.exists() else 0
+        process = self._start(
+            name, "-m", "celery", "-A", "workers.app", "worker",
+            "-Q", "webhooks", "--pool", "threads", "-c", str(concurrency), "--loglevel", "INFO",
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        )  # fmt: skip
+        wait_until(lambda: log.read_text(errors="replace").count(" ready.") > seen, 60)
+        return process
+
     def start_relay(self, name: str = "relay") -> subprocess.Popen[bytes]:
         self.recipes[name] = lambda: self.start_relay(name)
         return self._start(name, "-m", "workers.relay")

@@ -21,6 +21,8 @@ TASK_MODULES = [
     "tasks.send_email",
     "tasks.refund_payment",
     "tasks.maintenance",
+    "tasks.events",
+    "tasks.webhooks",
 ]
 
 app = Celery("orderflow", include=TASK_MODULES)

@@ -152,7 +152,7 @@ def _prepare(env: dict[str, str]) -> None:
 
 
 def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Path) -> None:
-    from celeryconfig import STEP_QUEUES  # reads the settings on import: only once they are valid
+    from celeryconfig import STEP_QUEUES, WEBHOOK_QUEUE  # reads the settings: only once valid
 
     celery = ["-m", "celery", "-A", "workers.app"]
     api = ["-m", "uvicorn", "api.app:create_app", "--factory"]
@@ -160,6 +160,13 @@ def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Pa
     supervisor.start(
         "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(STEP_QUEUES)]
     )
+    # Outgoing webhooks: a worker of their own, threads (each waits on a receiver, at most
+    # ORDERFLOW_WEBHOOK_TIMEOUT_SECONDS), so a dead receiver never holds a pipeline worker.
+    supervisor.start(
+        "webhooks",
+        [*celery, "worker", "--loglevel", "INFO", "-Q", WEBHOOK_QUEUE, "--pool", "threads",
+         "-c", "8", "-n", "webhooks@%h"],
+    )  # fmt: skip
     supervisor.start("relay", ["-m", "workers.relay"])
     schedule = settings.state_dir.resolve() / "celerybeat-schedule"
     supervisor.start("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)])

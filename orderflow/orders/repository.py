@@ -48,6 +48,8 @@ from orderflow import metrics, outbox
 from orderflow.carts.repository import complete_cart
 from orderflow.errors import CartCompleted, NotFound
 from orderflow.event_types import OrderEventType
+from orderflow.events import recorder as business_events
+from orderflow.events.types import fact_of
 from orderflow.ids import new_id
 from orderflow.models import (
     Base,
@@ -204,7 +206,14 @@ class OrderRepository:
         ``place`` within its statement); counted in the metrics when it commits."""
         data = data or {}
         metrics.note_order_event(self.session, order_id, type_, actor, data)
-        return {"id": new_id("evt"), "order_id": order_id, "type": type_, "actor": actor,
+        event_id = new_id("evt")
+        # The one hook point of the business events (issue 15): an entry that is a business
+        # fact is written to the feed at commit, under the same id, so the timeline and the
+        # feed cannot disagree.
+        fact = fact_of(order_id, type_, data)
+        if fact is not None:
+            business_events.note(self.session, event_id, fact)
+        return {"id": event_id, "order_id": order_id, "type": type_, "actor": actor,
                 "data": data}  # fmt: skip
 
     def events_page(self, order_id: str, limit: int, offset: int) -> Page[OrderEvent]:

@@ -25,6 +25,7 @@ from orderflow.errors import (
     Unprocessable,
 )
 from orderflow.event_types import OrderEventType
+from orderflow.events import recorder as business_events
 from orderflow.ids import new_id
 from orderflow.models import Order, OrderEvent, OrderLine, Product, User
 from orderflow.money import Money
@@ -147,13 +148,15 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
                 f"cart {command.cart_id} has already become an order", cart_id=command.cart_id
             ) from None
         raise
-    return Order(
+    order = Order(
         **values,
         **_NOTHING_CAPTURED,
         created_at=stamps.created_at,
         updated_at=stamps.updated_at,
         lines=lines,
     )
+    business_events.know_order(session, order)  # order.placed need not read it back
+    return order
 
 
 #: A new order's money counters, as the columns' defaults write them.

@@ -323,6 +323,10 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
         "an Idempotency-Key reused with another amount",
     ),
     ("POST", "/api/v1/webhooks/stripe", ["400"], "a well-formed signature that does not verify"),
+    ("GET", "/api/v1/events", ["422"], "a cursor the feed gave out; known event types"),
+    ("POST", "/api/v1/webhook-endpoints", ["422"], "an https URL of public addresses; known types"),
+    ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}", ["422"], "as POST; no null url"),
+    ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/replay", ["422"], "known event types"),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 

@@ -16,7 +16,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from celeryconfig import STEP_QUEUES
+from celeryconfig import STEP_QUEUES, WEBHOOK_QUEUE
 from orderflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def test_workers_cover_every_queue_once_with_events_on(
             assert "-E" in command, name
             consumed += command[command.index("-Q") + 1].split(",")
             assert service["environment"]["ORDERFLOW_WORKER_METRICS_PORT"], name
-    assert sorted(consumed) == sorted(STEP_QUEUES)
+    assert sorted(consumed) == sorted((*STEP_QUEUES, WEBHOOK_QUEUE))
 
 
 def test_flower_has_basic_auth_and_its_port(services: dict[str, dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """carts
 
 Revision ID: 0009_carts
-Revises: 0005
+Revises: 0008
 
 Carts and their items, and the order's ``cart_id``: at most one order per cart, enforced by
 the unique constraint ``orders_one_per_cart`` whatever the concurrency. ``orders.cart_id`` is
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_carts"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

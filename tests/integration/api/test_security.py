@@ -77,6 +77,22 @@ ADMIN_ROUTES: set[Route] = {
     ("DELETE", f"{PREFIX}/products/{{product_id}}"),
     ("PUT", f"{PREFIX}/orders/{{order_id}}/status"),
     ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"),
+    # Integration keys: logged-in admins only (keys are refused, test_api_keys).
+    ("POST", f"{PREFIX}/api-keys"),
+    ("GET", f"{PREFIX}/api-keys"),
+    ("DELETE", f"{PREFIX}/api-keys/{{key_id}}"),
+    # The event feed and outgoing webhooks: admins and keys with the scope.
+    ("GET", f"{PREFIX}/events"),
+    ("GET", f"{PREFIX}/events/{{event_id}}"),
+    ("POST", f"{PREFIX}/webhook-endpoints"),
+    ("GET", f"{PREFIX}/webhook-endpoints"),
+    ("GET", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"),
+    ("PATCH", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"),
+    ("DELETE", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"),
+    ("POST", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}/rotate-secret"),
+    ("GET", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}/deliveries"),
+    ("POST", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}/replay"),
+    ("POST", f"{PREFIX}/webhook-deliveries/{{delivery_id}}/retry"),
 }
 #: Routes anyone may call, knowingly.
 PUBLIC_ROUTES: set[Route] = {
@@ -200,6 +216,10 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         customer_id=world.users["client"].id,
         intent_id="pi_local_000000000000000000000000",
         cart_id=world.carts[0],
+        key_id="key_missing",
+        event_id="evt_missing",
+        endpoint_id="we_missing",
+        delivery_id="whd_1",
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -242,6 +262,23 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
         ("POST", f"{PREFIX}/carts"): {"items": [{"product_id": world.products[0], "quantity": 1}]},
         ("PUT", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"): {"quantity": 2},
+        ("POST", f"{PREFIX}/api-keys"): {"name": "security", "scopes": ["orders:read"]},
+        ("POST", f"{PREFIX}/webhook-endpoints"): {
+            "url": "https://93.184.216.34/hooks",
+            "event_types": ["order.*"],
+            "description": "made by test_security",
+        },
+        ("PATCH", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"): {
+            "url": "https://93.184.216.34/other",
+            "event_types": ["payment.*"],
+            "description": "changed",
+            "status": "paused",
+        },
+        ("POST", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}/replay"): {
+            "since": "2026-01-01T00:00:00Z",
+            "until": "2026-01-02T00:00:00Z",
+            "types": ["order.placed"],
+        },
     }
 
 
@@ -625,12 +662,10 @@ def test_hostile_text_in_every_path_id(
     for value in [*HOSTILE_IN_URLS, "%00", "../../etc/passwd"]:
         segment = quote(value, safe="")  # as a client puts an id in a path
         url = path.format(
-            order_id=segment,
-            product_id=segment,
-            customer_id=segment,
-            intent_id=segment,
-            cart_id=segment,
-        )
+            order_id=segment, product_id=segment, customer_id=segment, intent_id=segment,
+            cart_id=segment, key_id=segment, event_id=segment, endpoint_id=segment,
+            delivery_id=segment,
+        )  # fmt: skip
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])
         if answer.status_code >= 400:

@@ -121,6 +121,10 @@ INSTANTANEOUS = frozenset(
         "ended_order_released_its_stock",
         "invoice_numbers_gapless",
         "only_allowed_transitions",
+        "fact_has_event",
+        "event_sequence_gapless",
+        "subscribed_event_has_delivery",
+        "delivery_succeeded_once",
     }
 )
 EVENTUAL = frozenset(

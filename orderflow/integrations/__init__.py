@@ -1,0 +1,1 @@
+"""Integration keys: how machines (an ERP, a warehouse system) authenticate."""
