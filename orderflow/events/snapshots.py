@@ -28,6 +28,12 @@ def render_order(order: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -
         "invoice_number": order["invoice_number"],
         "payment_intent_id": order["payment_intent_id"],
         "failure_reason": order["failure_reason"],
+        "captured_amount": order["captured_amount"],
+        "refunded_amount": order["refunded_amount"],
+        "refundable_amount": order["captured_amount"]
+        - order["refunded_amount"]
+        - order["refund_pending_amount"],
+        "cart_id": order["cart_id"],
         # A link for the customer's browser (3-D Secure with the local provider), made per
         # request by the API; the feed is not where a customer looks for it.
         "next_action_url": None,
@@ -63,7 +69,8 @@ def read_orders(session: Session, order_ids: list[str]) -> dict[str, dict[str, A
 
 _COLUMNS = ("id", "customer_id", "status", "payment_status", "currency", "subtotal_amount",
             "total_amount", "shipping_address", "invoice_number", "payment_intent_id",
-            "failure_reason", "created_at", "updated_at")  # fmt: skip
+            "failure_reason", "captured_amount", "refunded_amount", "refund_pending_amount",
+            "cart_id", "created_at", "updated_at")  # fmt: skip
 _READ_ORDERS = text(
     f"""
     SELECT {", ".join(f"o.{name}" for name in _COLUMNS)},

@@ -284,22 +284,32 @@ def test_thirty_buyers_for_ten_units(
     login_as: Callable[..., httpx.Client],
     make_product: Callable[..., Product],
 ) -> None:
+    """Exactly ten confirmed, never oversold. The other twenty either fail at reservation or,
+    when the workers were quicker than their request, are refused at intake (409): which of
+    the two depends on timing, not on correctness."""
     product = make_product(stock=10)
     buyers = [login_as(make_user()) for _ in range(30)]
-    admin_stock_check = 10
+
+    def place(client: httpx.Client) -> str | None:
+        answer = client.post("/orders", json=order_body((product.id, 1)))
+        if answer.status_code == 409:
+            assert answer.json()["type"].endswith("/insufficient-stock"), answer.text
+            return None
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
     with ThreadPoolExecutor(30) as pool:
-        order_ids = list(pool.map(lambda c: _place(c, product, 1), buyers))
-    finals = [
-        wait_for_status(c, o, AT_REST, timeout=60) for c, o in zip(buyers, order_ids, strict=True)
-    ]
+        placed = list(pool.map(place, buyers))
+    accepted = [(c, o) for c, o in zip(buyers, placed, strict=True) if o is not None]
+    finals = [wait_for_status(c, o, AT_REST, timeout=60) for c, o in accepted]
     statuses = sorted(order["status"] for order in finals)
-    assert statuses.count("confirmed") == admin_stock_check
-    assert statuses.count("failed") == 20
-    assert {o["failure_reason"] for o in finals if o["status"] == "failed"} == {
+    assert statuses.count("confirmed") == 10
+    assert statuses.count("failed") == len(accepted) - 10
+    assert {o["failure_reason"] for o in finals if o["status"] == "failed"} <= {
         "insufficient_stock"
     }
     assert _stock(edge.database, product.id) == 0
-    assert sum(edge.charges(o) for o in order_ids) == 10
+    assert sum(edge.charges(o) for _, o in accepted) == 10
 
 
 def test_cancel_after_confirm_refunds_once_and_restores_stock(
