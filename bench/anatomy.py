@@ -292,6 +292,7 @@ def _cart_checkouts_in_service(
     recorder: Recorder, database: Any, seeded: Any, rng: random.Random, n: int
 ) -> None:
     from api.routers.orders import _render_created
+    from orderflow import idempotency
     from orderflow.carts import service as carts
     from orderflow.orders import service as orders
 
@@ -308,7 +309,7 @@ def _cart_checkouts_in_service(
             payment_method=body["payment_method"], cart_id=cart.state.cart.id,
             expected_total=cart.subtotal,
         )  # fmt: skip
-        request = orders.IdempotentRequest(
+        request = idempotency.IdempotentRequest(
             caller_id=customer, key=uuid.uuid4().hex, fingerprint="f" * 64, ttl_hours=24
         )
         name = "intake: checkout {cart_id}, place_order_idempotently + commit (service only)"
