@@ -137,8 +137,10 @@ def change_status(session: Session, order_id: str, target: OrderStatus, viewer: 
         _ship_everything(orders, order, viewer)
     elif target is OrderStatus.DELIVERED and order.status is OrderStatus.SHIPPED:
         _deliver_everything(orders, order, viewer)
-    if order.status is not target:  # not reached through shipments: the machine says why
+    else:  # not a move shipments make: the state machine says whether and why not
         move(orders, order, target, role=viewer.role, actor=viewer.user_id)
+    if order.status is not target:
+        raise TransitionNotAllowed(f"order {order.id} could not become {target.value}")
     return order
 
 

@@ -135,8 +135,9 @@ def apply_update(
 ) -> bool | None:
     """Record a tracking update of ``shipment`` (locked, its order's lock held) and move the
     shipment if the state machine and the update's date allow it. None: the same update was
-    recorded before (nothing changes); False: recorded, but it moves nothing (dated before
-    the latest, or a move the machine refuses); True: the shipment moved."""
+    recorded before (nothing changes); False: recorded, but its status did not change (dated
+    before the latest, a move the machine refuses, or the status it has); True: the
+    shipment moved."""
     shipments = ShipmentRepository(orders.session)
     if shipments.has_update(shipment.id, update.status, update.occurred_at):
         return None
@@ -147,6 +148,8 @@ def apply_update(
         return False
     previous = shipment.status
     shipments.update(shipment, status=update.status, status_at=update.occurred_at)
+    if previous is update.status:
+        return False  # the same status, reported later: only its date moved
     orders.record_event(
         shipment.order_id,
         OrderEventType.SHIPMENT_UPDATED,

@@ -71,7 +71,10 @@ def moves_to(
     """Whether a tracking update (``reported`` at ``occurred_at``) moves a shipment that is
     ``current`` since ``current_at`` (None: no update has moved it yet). An update dated
     before the latest one applied never moves it, whatever it says; one dated the same
-    instant moves it only forward."""
+    instant moves it only forward. The same status again, dated later, is applied too (the
+    shipment stays, but an older update can no longer move it)."""
+    if reported == current and current not in TERMINAL:
+        return current_at is None or occurred_at > current_at
     if not is_allowed(current, reported):
         return False
     if current_at is None or occurred_at > current_at:
