@@ -3,7 +3,7 @@ shipping status"). Thin: parse, call one service of ``fulfilment.shipping``, ser
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -12,11 +12,12 @@ from api.routers.orders import IdempotencyKeyHeader
 from api.schemas.common import BODY_PROBLEMS, ListPage, problem_responses
 from api.schemas.shipments import ShipmentCreate, ShipmentOut, TrackingEventIn
 from orderflow import idempotency
+from orderflow.errors import NotFound
 from orderflow.fulfilment import shipping
 from orderflow.fulfilment.packing import NewShipment, ShipmentLineRequest
 from orderflow.models import Shipment
 from orderflow.orders.service import IdempotentRequest
-from orderflow.shipments.repository import TrackingUpdate
+from orderflow.shipments.repository import ShipmentRepository, TrackingUpdate
 
 orders_router = APIRouter(prefix="/orders", tags=["shipments"])
 router = APIRouter(prefix="/shipments", tags=["shipments"])
@@ -143,3 +144,25 @@ def cancel_shipment(shipment_id: str, viewer: ViewerDep, session: SessionDep) ->
     """Admins; only before ``in_transit``. Its lines may ship again; a bought label is
     voided."""
     return ShipmentOut.of(shipping.cancel_shipment(session, shipment_id, viewer))
+
+
+@router.get(
+    "/{shipment_id}/label",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The label PDF"},
+        **problem_responses(401, 404),
+    },
+)
+def shipment_label(shipment_id: str, viewer: ViewerDep, session: SessionDep) -> Response:
+    """The label PDF the local provider made (404 until bought; Shippo's labels are at the
+    shipment's ``label_url``)."""
+    shipment = shipping.get_shipment(session, shipment_id, viewer)
+    label = ShipmentRepository(session).label_of(shipment.id)
+    if label is None or label.pdf is None:
+        raise NotFound(f"shipment {shipment_id} has no label here")
+    return Response(
+        label.pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{shipment.id}-label.pdf"'},
+    )
