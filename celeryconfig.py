@@ -62,6 +62,7 @@ task_routes = {
     "orderflow.refund_payment": {"queue": "charge_payment"},
     "orderflow.buy_label": {"queue": "labels"},
     "orderflow.void_label": {"queue": "labels"},
+    "orderflow.track_shipment": {"queue": "labels"},
     "orderflow.maintenance.*": {"queue": "maintenance"},
     "orderflow.webhooks.*": {"queue": WEBHOOK_QUEUE},
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from orderflow.fulfilment import labels
+from orderflow.fulfilment import labels, tracking
 from orderflow.shipping import ShippingProviderUnavailable, ShippingRejected
 from orderflow.steps import Step
 from tasks import pipeline, runtime
@@ -29,5 +29,14 @@ def buy_label(self: Task, order_id: str, shipment_id: str) -> None:
 def void_label(self: Task, order_id: str, shipment_id: str) -> None:
     try:
         labels.void_label(runtime.database(), runtime.shipping_provider(), shipment_id)
+    except ShippingProviderUnavailable as error:
+        retry_or_give_up(self, error, lambda: None)
+
+
+@shared_task(name=Step.TRACK_SHIPMENT.value, **STEP_OPTIONS)
+def track_shipment(self: Task, order_id: str, shipment_id: str) -> None:
+    """Read the shipment's tracking back from the provider (its webhook said it changed)."""
+    try:
+        tracking.refresh_tracking(runtime.database(), runtime.shipping_provider(), shipment_id)
     except ShippingProviderUnavailable as error:
         retry_or_give_up(self, error, lambda: None)

@@ -44,7 +44,8 @@ def test_quote_then_buy_gives_the_cheapest_label(
     assert (quote.carrier, quote.service) == ("USPS", "usps_priority")
     label = provider.buy(_request(), quote)
     assert label.tracking_number.startswith("9400")
-    assert label.label_url is not None and label.label_url.endswith(".pdf")
+    assert label.label_url is not None
+    assert label.label_url.endswith(".pdf")
     assert shippo_stub.labels_for("shp_1") == 1
     assert provider.buy(_request(), quote) == label  # bought once: found, not bought again
     assert shippo_stub.labels_for("shp_1") == 1
