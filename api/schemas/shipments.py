@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from api.schemas.common import NON_BLANK, RequestBody, Rfc3339DateTime, WholeNumber
 from orderflow.models import Shipment
@@ -31,9 +31,16 @@ class ShipmentCreate(RequestBody):
     buy_label: bool = False
 
 
+def _text_only(value: object) -> object:
+    """In a JSON body a date-time is a string (pydantic would read 0 as the epoch)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string such as 2026-01-31T12:00:00Z")
+    return value
+
+
 class TrackingEventIn(RequestBody):
     status: ShipmentStatus
-    occurred_at: Rfc3339DateTime
+    occurred_at: Annotated[Rfc3339DateTime, BeforeValidator(_text_only)]
     location: Annotated[str, Field(max_length=200)] | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
 
