@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -26,7 +26,7 @@ from orderflow.models import (
 )
 from orderflow.pagination import Page, paginate
 from orderflow.shipments.state import UNDER_WAY, LineProgress
-from orderflow.statuses import ShipmentStatus
+from orderflow.statuses import LabelStatus, ShipmentStatus
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,35 @@ class ShipmentRepository:
         """Per order line: ordered, under way and delivered units."""
         rows = self.session.execute(_PROGRESS, {"order_id": order_id}).all()
         return [LineProgress(int(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+    def stalled_labels(self, cutoff: datetime, limit: int) -> list[tuple[str, str, bool]]:
+        """Shipments untouched since ``cutoff`` whose label work is owed: (order id, shipment
+        id, True to buy / False to void). A label still to buy on a live shipment; a label
+        bought for a cancelled one and not given back yet."""
+        buy = select(Shipment.order_id, Shipment.id, literal(True)).where(
+            Shipment.label_status == LabelStatus.PENDING,
+            Shipment.status != ShipmentStatus.CANCELLED,
+            Shipment.updated_at < cutoff,
+        )
+        void = (
+            select(Shipment.order_id, Shipment.id, literal(False))
+            .join(ShipmentLabel, ShipmentLabel.shipment_id == Shipment.id)
+            .where(
+                Shipment.status == ShipmentStatus.CANCELLED,
+                ShipmentLabel.voided_at.is_(None),
+                Shipment.updated_at < cutoff,
+            )
+        )
+        rows = self.session.execute(buy.union_all(void).limit(limit)).all()
+        return [(str(row[0]), str(row[1]), bool(row[2])) for row in rows]
+
+    def touch_all(self, shipment_ids: Sequence[str]) -> None:
+        if shipment_ids:
+            self.session.execute(
+                update(_shipments)
+                .where(_shipments.c.id.in_(list(shipment_ids)))
+                .values(updated_at=func.now())
+            )
 
     def label_of(self, shipment_id: str) -> ShipmentLabel | None:
         return self.session.scalar(

@@ -6,12 +6,15 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+import redis
+from sqlalchemy import func, select, text
 
 from orderflow.db import Database
+from orderflow.fulfilment.sweeper import Redrive, find_stalled_work
 from orderflow.models import Product, ShipmentLabel
+from orderflow.steps import Step
 from tests.integration.shipments.conftest import ConfirmedOrder
-from tests.system import wait_until
+from tests.system import SystemProcesses, wait_until
 
 pytestmark = pytest.mark.workers
 
@@ -57,3 +60,38 @@ def test_a_label_is_bought_in_the_pipeline_and_served(
 
     wait_until(voided, 30)
     assert admin.get(f"/orders/{order['id']}").json()["shipping_status"] == "processing"
+
+
+def test_the_sweeper_redrives_a_label_purchase_whose_message_was_lost(
+    confirmed_order: ConfirmedOrder,
+    admin: httpx.Client,
+    make_product: Callable[..., Product],
+    database: Database,
+    local_pipeline: SystemProcesses,
+    redis_url: str,
+) -> None:
+    """The purchase step's message is lost with the broker's queues: the shipment waits with
+    its label ``pending``; untouched for a stall period, the sweeper schedules it again."""
+    mug = make_product()
+    order = confirmed_order((mug, 1))
+    local_pipeline.kill("worker")
+    try:
+        shipment = admin.post(f"/orders/{order['id']}/shipments", json={"buy_label": True}).json()
+
+        def published() -> bool:
+            with database.unit_of_work() as session:
+                return not session.scalar(
+                    text("SELECT count(*) FROM outbox WHERE dispatched_at IS NULL")
+                )
+
+        wait_until(published, 30)
+        redis.Redis.from_url(redis_url).flushdb()  # the message is gone
+        with database.unit_of_work() as session:
+            work = find_stalled_work(session, 0)
+        assert Redrive(Step.BUY_LABEL, order["id"], {"shipment_id": shipment["id"]}) in work
+    finally:
+        local_pipeline.start_worker()
+    wait_until(
+        lambda: admin.get(f"/shipments/{shipment['id']}").json()["label_status"] == "purchased",
+        60,
+    )
