@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from api import examples as ex
 from api.deps import SessionDep, SettingsDep
-from api.schemas.common import Currency, is_storable_text, problem_example, problem_responses
+from api.schemas.common import (
+    Currency,
+    is_storable_text,
+    json_answer,
+    problem_example,
+    problem_responses,
+)
 from api.webhook_payloads import webhook_object
 from orderflow.errors import BadRequest, NotAuthenticated
 from orderflow.fulfilment.tracking import schedule_tracking
@@ -234,7 +240,34 @@ class _ShippoEvent(_Inbound):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.post("/shippo", responses=problem_responses(400, 401, 413))
+@router.post(
+    "/shippo",
+    summary="Shippo tracking updates",
+    description=(
+        "Shippo's `track_updated` webhook, registered with a secret token in its URL "
+        "(`?token=`, `ORDERFLOW_SHIPPO_WEBHOOK_TOKEN`); 401 without it. The body only names "
+        "the parcel: its tracking history is read back from Shippo in the background. Other "
+        "events are acknowledged and ignored."
+    ),
+    responses={
+        **json_answer(
+            200,
+            "Received; how many shipments will have their tracking read back",
+            scheduled={"received": "track_updated", "scheduled": 1},
+        ),
+        **problem_responses(400, 401, 413),
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "examples": {"track-updated": {"value": ex.SHIPPO_TRACK_UPDATED}},
+                }
+            }
+        }
+    },
+)
 async def shippo_webhook(
     request: Request,
     session: SessionDep,
