@@ -25,7 +25,6 @@ from orderflow.errors import NotFound
 from orderflow.fulfilment import shipping
 from orderflow.fulfilment.packing import NewShipment, ShipmentLineRequest
 from orderflow.models import Shipment
-from orderflow.orders.service import IdempotentRequest
 from orderflow.shipments.repository import ShipmentRepository, TrackingUpdate
 
 orders_router = APIRouter(prefix="/orders", tags=["shipments"])
@@ -127,7 +126,7 @@ def create_shipment(
     request = None
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
-        request = IdempotentRequest(
+        request = idempotency.IdempotentRequest(
             caller_id=viewer.user_id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint(

@@ -5,7 +5,6 @@ update, cancel. Each locks the order first (then the shipment), changes the ship
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -16,7 +15,7 @@ from orderflow.fulfilment.moves import cancel_shipment_row, settle_order
 from orderflow.fulfilment.packing import NewShipment, apply_update, new_shipment
 from orderflow.models import Shipment
 from orderflow.orders.repository import OrderRepository
-from orderflow.orders.service import IdempotentRequest, Viewer, get_order
+from orderflow.orders.service import Viewer, get_order
 from orderflow.orders.state import ActorRole
 from orderflow.pagination import Page
 from orderflow.shipments.repository import ShipmentRepository, TrackingUpdate
@@ -29,33 +28,20 @@ from orderflow.steps import Step, schedule
 MAX_CLOCK_SKEW = timedelta(hours=24)
 
 
-@dataclass(frozen=True)
-class Created:
-    response: idempotency.StoredResponse
-    replayed: bool
-
-
 def create_shipment_idempotently(
     session: Session,
     viewer: Viewer,
     order_id: str,
     command: NewShipment,
-    request: IdempotentRequest | None,
+    request: idempotency.IdempotentRequest | None,
     render: Callable[[Shipment], idempotency.StoredResponse],
-) -> Created:
+) -> idempotency.Answer:
     """Create the shipment, or replay the answer given to the same ``Idempotency-Key``
-    (the rules of ``idempotency``, as for orders)."""
+    (``idempotency.once``, as for orders)."""
     _admin_only(viewer)
-    if request is not None:
-        stored = idempotency.claim(
-            session, request.caller_id, request.key, request.fingerprint, request.ttl_hours
-        )
-        if stored is not None:
-            return Created(stored, replayed=True)
-    response = render(create_shipment(session, viewer, order_id, command))
-    if request is not None:
-        idempotency.remember(session, request.caller_id, request.key, request.fingerprint, response)
-    return Created(response, replayed=False)
+    return idempotency.once(
+        session, request, lambda: render(create_shipment(session, viewer, order_id, command))
+    )
 
 
 def create_shipment(
