@@ -233,3 +233,39 @@ def test_cancelling_an_order_cancels_its_shipments_not_under_way(
     assert admin.get(f"/shipments/{waiting['id']}").json()["status"] == "cancelled"
     after = _order(admin, order["id"])
     assert (after["status"], after["shipping_status"]) == ("cancelled", "not_shipped")
+
+
+def test_shipment_changes_are_business_events_showing_the_shipment_as_get_does(
+    confirmed_order: ConfirmedOrder,
+    admin: httpx.Client,
+    customer: httpx.Client,
+    make_product: Callable[..., Product],
+) -> None:
+    from tests.system import wait_until
+
+    mug = make_product()
+    order = confirmed_order((mug, 2))
+    first = _ship(admin, order["id"], (mug.id, 1)).json()
+    admin.post(f"/shipments/{first['id']}/cancel")
+    second = _ship(admin, order["id"]).json()
+    _event(admin, second["id"], "in_transit", "2026-01-02T10:00:00.5Z")
+    _event(admin, second["id"], "delivered", "2026-01-03T10:00:00Z")
+
+    def events_of(subject: str) -> list[dict[str, Any]]:
+        items = admin.get("/events", params={"types": "shipment.*", "limit": 100}).json()["items"]
+        return [e for e in items if e["subject"]["id"] == subject]
+
+    wait_until(lambda: len(events_of(second["id"])) == 3, 30)
+    assert [(e["type"], e["sequence"]) for e in events_of(first["id"])] == [
+        ("shipment.created", 1),
+        ("shipment.updated", 2),
+    ]
+    latest = events_of(second["id"])
+    assert [e["type"] for e in latest] == [
+        "shipment.created",
+        "shipment.updated",
+        "shipment.delivered",
+    ]
+    assert latest[-1]["subject"] == {"type": "shipment", "id": second["id"]}
+    assert latest[-1]["data"] == customer.get(f"/shipments/{second['id']}").json()
+    assert events_of(first["id"])[-1]["data"]["status"] == "cancelled"
