@@ -41,7 +41,14 @@ task_send_sent_event = True
 worker_hijack_root_logger = False
 
 #: One queue per pipeline step, so each can be scaled on its own.
-STEP_QUEUES = ("reserve_stock", "charge_payment", "generate_invoice", "send_email", "maintenance")
+STEP_QUEUES = (
+    "reserve_stock",
+    "charge_payment",
+    "generate_invoice",
+    "send_email",
+    "labels",
+    "maintenance",
+)
 task_default_queue = "maintenance"
 #: Outgoing webhooks have a queue and a worker of their own (``workers.launcher``): a slow
 #: receiver never holds a worker of the order pipeline.
@@ -53,6 +60,9 @@ task_routes = {
     "orderflow.generate_invoice": {"queue": "generate_invoice"},
     "orderflow.send_email": {"queue": "send_email"},
     "orderflow.refund_payment": {"queue": "charge_payment"},
+    "orderflow.buy_label": {"queue": "labels"},
+    "orderflow.void_label": {"queue": "labels"},
+    "orderflow.track_shipment": {"queue": "labels"},
     "orderflow.maintenance.*": {"queue": "maintenance"},
     "orderflow.webhooks.*": {"queue": WEBHOOK_QUEUE},
 }

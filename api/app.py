@@ -27,6 +27,7 @@ from api.routers import (
     local_payments,
     orders,
     products,
+    shipments,
     webhook_endpoints,
     webhooks,
 )
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders.router,
         orders.customers_router,
         carts.router,
+        shipments.orders_router,
+        shipments.router,
         webhooks.router,
         api_keys.router,
         events.router,

@@ -53,6 +53,7 @@ ORDER = {
     "customer_id": USER_ID,
     "status": "confirmed",
     "payment_status": "paid",
+    "shipping_status": "processing",
     "currency": "usd",
     "subtotal": 15075,
     "total": 15075,
@@ -95,6 +96,7 @@ PENDING_ORDER = {
     **ORDER,
     "status": "pending",
     "payment_status": "unpaid",
+    "shipping_status": "not_shipped",
     "invoice_number": None,
     "payment_intent_id": None,
     "updated_at": CREATED,
@@ -159,6 +161,57 @@ STRIPE_EVENT = {
             "status": "succeeded",
             "metadata": {"order_id": ORDER_ID},
         }
+    },
+}
+
+
+SHIPMENT_ID = "shp_01m8kxr853w5752qdcxd923w7g"
+
+SHIPMENT_REQUEST = {
+    "lines": [{"product_id": PRODUCT_ID, "quantity": 2}],
+    "carrier": "usps",
+    "tracking_number": "9400100000000000000000",
+}
+
+SHIPMENT = {
+    "id": SHIPMENT_ID,
+    "order_id": ORDER_ID,
+    "status": "in_transit",
+    "carrier": "usps",
+    "service": None,
+    "tracking_number": "9400100000000000000000",
+    "tracking_url": None,
+    "label_url": None,
+    "label_status": "none",
+    "lines": [{"product_id": PRODUCT_ID, "sku": "PEN-001", "quantity": 2}],
+    "events": [
+        {
+            "status": "in_transit",
+            "occurred_at": "2026-03-15T08:00:00Z",
+            "location": "Memphis, TN",
+            "description": "arrived at the hub",
+        }
+    ],
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+}
+
+NEW_SHIPMENT = {**SHIPMENT, "status": "label_created", "events": [], "updated_at": CREATED}
+
+TRACKING_EVENT = {
+    "status": "in_transit",
+    "occurred_at": "2026-03-15T08:00:00Z",
+    "location": "Memphis, TN",
+    "description": "arrived at the hub",
+}
+
+SHIPPO_TRACK_UPDATED = {
+    "event": "track_updated",
+    "test": False,
+    "data": {
+        "carrier": "usps",
+        "tracking_number": "9400100000000000000000",
+        "tracking_status": {"status": "TRANSIT", "status_date": "2026-03-15T08:00:00Z"},
     },
 }
 

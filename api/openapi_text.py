@@ -46,7 +46,16 @@ OPENAPI_TAGS = [
         "description": "A customer's shopping cart, priced live from the catalogue; checked "
         "out with `POST /orders {cart_id}`.",
     },
-    {"name": "webhooks", "description": "Signed events from the payment provider (Stripe)."},
+    {
+        "name": "shipments",
+        "description": "Ship a confirmed order in one or more shipments, follow them, "
+        "record tracking updates, cancel before they are under way.",
+    },
+    {
+        "name": "webhooks",
+        "description": "Events from the providers: Stripe's (signed) and Shippo's tracking "
+        "updates (a secret token in the URL).",
+    },
     {
         "name": "local payments",
         "description": "Only with the local payment provider: the page that plays the "

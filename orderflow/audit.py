@@ -12,7 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from orderflow.orders.state import TRANSITIONS
-from orderflow.statuses import OrderStatus
+from orderflow.shipments.repository import ShipmentRepository
+from orderflow.shipments.state import derive_shipping_status
+from orderflow.shipments.state import is_allowed as is_shipment_move
+from orderflow.statuses import OrderStatus, ShipmentStatus
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,21 @@ _CHECKS: dict[str, str] = {
         FROM orders o
         LEFT JOIN emails e ON e.order_id = o.id AND e.kind = o.status AND e.status = 'sent'
         WHERE o.status IN ('shipped', 'delivered', 'cancelled', 'failed') AND e.id IS NULL""",
+    # Promise 9: per order line, the units in shipments that are not cancelled never exceed
+    # the units ordered (``fulfilment.packing``, under the order's row lock).
+    "shipped_within_ordered": """
+        SELECT l.order_id, 'line ' || l.product_id || ': ' || sum(sl.quantity)
+               || ' in shipments, ' || l.quantity || ' ordered'
+        FROM order_lines l JOIN shipment_lines sl ON sl.order_line_id = l.id
+        JOIN shipments s ON s.id = sl.shipment_id AND s.status <> 'cancelled'
+        GROUP BY l.id, l.order_id, l.product_id, l.quantity HAVING sum(sl.quantity) > l.quantity""",
+    "shipment_lines_of_their_order": """
+        SELECT s.id, 'line ' || sl.order_line_id || ' belongs to order ' || l.order_id
+        FROM shipments s JOIN shipment_lines sl ON sl.shipment_id = s.id
+        JOIN order_lines l ON l.id = sl.order_line_id WHERE l.order_id <> s.order_id""",
+    "one_label_per_shipment": """
+        SELECT shipment_id, count(*) || ' labels' FROM shipment_labels
+        GROUP BY shipment_id HAVING count(*) > 1""",
     "ended_order_refunded": """
         SELECT o.id, o.status || ' but ' || (o.captured_amount - o.refunded_amount)
                || ' of its capture was not refunded'
@@ -207,12 +225,64 @@ def _transition_violations(session: Session) -> list[Violation]:
     return found
 
 
+def _shipment_violations(session: Session) -> list[Violation]:
+    """Every shipment's applied tracking updates, in date order, are moves its state machine
+    allows, none dated before the one it follows, ending where the shipment is now (or the
+    shipment was cancelled); and every order with shipments shows the ``shipping_status``
+    its shipments' quantities give."""
+    found = []
+    rows = session.execute(
+        text(
+            """SELECT s.id, s.status, s.created_at, array_remove(array_agg(e.status
+                      ORDER BY e.occurred_at, e.id), NULL)
+               FROM shipments s LEFT JOIN shipment_events e
+                 ON e.shipment_id = s.id AND e.applied
+               GROUP BY s.id, s.status"""
+        )
+    ).all()
+    for shipment_id, status, _, history in rows:
+        steps: list[str] = list(history or [])  # type: ignore[call-overload]
+        bad = [
+            (a, b)
+            for a, b in pairwise(steps)
+            if a != b and not is_shipment_move(ShipmentStatus(a), ShipmentStatus(b))
+        ]
+        ends = steps[-1] if steps else None
+        if bad or (ends is not None and status not in (ends, ShipmentStatus.CANCELLED.value)):
+            found.append(
+                Violation("shipment_moves_forward", str(shipment_id), f"{steps} -> {status}")
+            )
+    orders = session.execute(
+        text(
+            """SELECT o.id, o.status, o.shipping_status FROM orders o
+               WHERE EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id)"""
+        )
+    ).all()
+    for order_id, order_status, shipping_status in orders:
+        progress = ShipmentRepository(session).progress(str(order_id))
+        derived = derive_shipping_status(OrderStatus(str(order_status)), progress)
+        if derived.value != shipping_status:
+            found.append(
+                Violation(
+                    "shipping_status_matches_shipments",
+                    str(order_id),
+                    f"shows {shipping_status}, its shipments give {derived.value}",
+                )
+            )
+    return found
+
+
 def audit(session: Session) -> list[Violation]:
     violations = []
     for name, sql in _CHECKS.items():
         for subject, detail in session.execute(text(sql)).all():
             violations.append(Violation(name, str(subject), str(detail)))
-    return violations + _transition_violations(session)
+    return violations + _transition_violations(session) + _shipment_violations(session)
 
 
-CHECK_NAMES: list[str] = [*_CHECKS, "only_allowed_transitions"]
+CHECK_NAMES: list[str] = [
+    *_CHECKS,
+    "only_allowed_transitions",
+    "shipment_moves_forward",
+    "shipping_status_matches_shipments",
+]

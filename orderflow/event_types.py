@@ -24,6 +24,11 @@ class OrderEventType(StrEnum):
     PAYMENT_ANOMALY = "payment_anomaly"
     INVOICE_GENERATED = "invoice_generated"
     EMAIL_SENT = "email_sent"
+    SHIPMENT_CREATED = "shipment_created"
+    SHIPMENT_UPDATED = "shipment_updated"
+    SHIPMENT_CANCELLED = "shipment_cancelled"
+    LABEL_PURCHASED = "label_purchased"
+    LABEL_FAILED = "label_failed"
 
 
 class EventType(StrEnum):

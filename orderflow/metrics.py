@@ -41,6 +41,15 @@ from orderflow.payments import (
     PaymentResult,
     RefundResult,
 )
+from orderflow.shipping import (
+    Label,
+    LabelRequest,
+    Quote,
+    ShippingProvider,
+    ShippingProviderUnavailable,
+    ShippingRejected,
+    TrackingReport,
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -83,6 +92,13 @@ ORDERS_PLACED = Counter(
 ORDER_TRANSITIONS = Counter(
     "orderflow_order_transitions",
     "Orders reaching a status (committed status changes), by previous and new status",
+    ["from_status", "to_status"],
+)
+
+SHIPMENT_TRANSITIONS = Counter(
+    "orderflow_shipment_transitions",
+    "Shipments reaching a status (committed; created shipments from ''), by previous and "
+    "new status",
     ["from_status", "to_status"],
 )
 
@@ -137,6 +153,8 @@ _ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
     (EmailProviderMisconfigured, "misconfigured"),
     (EmailRejected, "rejected"),
     (EmailProviderUnavailable, "unavailable"),
+    (ShippingRejected, "rejected"),
+    (ShippingProviderUnavailable, "unavailable"),
 )
 
 T = TypeVar("T")
@@ -230,13 +248,40 @@ class InstrumentedEmailSender:
         return getattr(self.inner, name)
 
 
+class InstrumentedShippingProvider:
+    """A shipping provider that records every call (``orderflow_provider_*``, with label
+    purchases by outcome under ``operation="buy"``); behaves exactly like the one it wraps."""
+
+    def __init__(self, inner: ShippingProvider, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def quote(self, request: LabelRequest) -> Quote:
+        return observe_call(self.name, "quote", lambda: self.inner.quote(request), _ok)
+
+    def buy(self, request: LabelRequest, quote: Quote) -> Label:
+        return observe_call(self.name, "buy", lambda: self.inner.buy(request, quote), _ok)
+
+    def void(self, label: Label | str) -> None:
+        observe_call(self.name, "void", lambda: self.inner.void(label), _ok)
+
+    def track(self, carrier: str, tracking_number: str) -> list[TrackingReport]:
+        return observe_call(
+            self.name, "track", lambda: self.inner.track(carrier, tracking_number), _ok
+        )
+
+
+def _ok(_: object) -> str:
+    return "ok"
+
+
 def _payment_outcome(result: PaymentResult) -> str:
     return result.status.value
 
 
 # --- order counters, on commit --------------------------------------------------------------
 _NOTED = "orderflow.metrics.order_events"
-_COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly")
+_COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly", "shipment_created",
+                   "shipment_updated", "shipment_cancelled")  # fmt: skip
 order_log = structlog.get_logger("orderflow.orders")
 
 
@@ -255,6 +300,15 @@ def _count_noted(session: Session) -> None:
     for order_id, type_, actor, data in session.info.pop(_NOTED, []):
         if type_ == "order_placed":
             ORDERS_PLACED.labels(str(data.get("currency", ""))).inc()
+        elif type_ == "shipment_created":  # shipments are counted, not logged as orders
+            SHIPMENT_TRANSITIONS.labels("", "pending").inc()
+            continue
+        elif type_ == "shipment_updated":
+            SHIPMENT_TRANSITIONS.labels(str(data.get("from", "")), str(data.get("to", ""))).inc()
+            continue
+        elif type_ == "shipment_cancelled":
+            SHIPMENT_TRANSITIONS.labels(str(data.get("from", "")), "cancelled").inc()
+            continue
         elif type_ == "payment_anomaly":  # logged as a warning where it is found
             PAYMENT_ANOMALIES.labels(str(data["reason"]), str(data["reported_by"])).inc()
             continue

@@ -32,11 +32,14 @@ from orderflow.event_types import OrderEventType
 from orderflow.money import Money
 from orderflow.statuses import (
     CartStatus,
+    LabelStatus,
     OrderStatus,
     PaymentKind,
     PaymentRecordStatus,
     PaymentStatus,
     RefundStatus,
+    ShipmentStatus,
+    ShippingStatus,
 )
 
 
@@ -153,6 +156,9 @@ class Order(Base):
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     status: Mapped[OrderStatus] = _enum_column(OrderStatus, 16)
     payment_status: Mapped[PaymentStatus] = _enum_column(PaymentStatus, 24)
+    #: Derived from the order's shipments, written with every change to them (under the
+    #: order's lock) and with the moves that change it (confirmed, cancelled).
+    shipping_status: Mapped[ShippingStatus] = _enum_column(ShippingStatus, 24)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     total_amount: Mapped[int] = mapped_column(BigInteger)
@@ -185,6 +191,11 @@ class Order(Base):
             "payment_status IN ('unpaid','processing','paid','failed','partially_refunded',"
             "'refunded')",
             name="orders_payment_status",
+        ),
+        CheckConstraint(
+            "shipping_status IN ('not_shipped','processing','partially_shipped','shipped',"
+            "'partially_delivered','delivered')",
+            name="orders_shipping_status",
         ),
         CheckConstraint("subtotal_amount >= 0 AND total_amount >= 0", name="orders_amounts"),
         UniqueConstraint("cart_id", name="orders_one_per_cart"),
@@ -434,3 +445,111 @@ class WebhookEvent(Base):
     type: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[str | None] = mapped_column(String(40))
     received_at: Mapped[datetime] = _now_column()
+
+
+_SHIPMENT_STATUSES = ", ".join(f"'{status.value}'" for status in ShipmentStatus)
+
+
+class Shipment(Base):
+    """Goods of one order leaving in one parcel. Its lines count against the order's from
+    its creation until it is cancelled."""
+
+    __tablename__ = "shipments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[ShipmentStatus] = _enum_column(ShipmentStatus, 24)
+    #: ``occurred_at`` of the tracking update that set ``status``; None while no update has
+    #: (a tracking update of any date may then move it).
+    status_at: Mapped[datetime | None]
+    carrier: Mapped[str | None] = mapped_column(String(64))
+    service: Mapped[str | None] = mapped_column(String(64))
+    tracking_number: Mapped[str | None] = mapped_column(String(128), index=True)
+    tracking_url: Mapped[str | None] = mapped_column(Text)
+    label_url: Mapped[str | None] = mapped_column(Text)
+    label_status: Mapped[LabelStatus] = _enum_column(LabelStatus, 16)
+    #: The shipping provider's shipment and chosen rate, kept before the label is bought, so
+    #: a purchase retried after a crash looks up the label bought for that rate.
+    provider_shipment_id: Mapped[str | None] = mapped_column(String(255))
+    provider_rate_id: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+    lines: Mapped[list[ShipmentLine]] = relationship(
+        order_by="ShipmentLine.id", lazy="selectin", back_populates="shipment"
+    )
+    events: Mapped[list[ShipmentEvent]] = relationship(
+        order_by="(ShipmentEvent.occurred_at, ShipmentEvent.id)",
+        lazy="selectin",
+        back_populates="shipment",
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_SHIPMENT_STATUSES})", name="shipments_status"),
+        CheckConstraint(
+            "label_status IN ('none','pending','purchased','failed','voided')",
+            name="shipments_label_status",
+        ),
+    )
+
+
+class ShipmentLine(Base):
+    """Units of one order line in one shipment (product and sku copied from the line)."""
+
+    __tablename__ = "shipment_lines"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"))
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    shipment: Mapped[Shipment] = relationship(back_populates="lines")
+
+    __table_args__ = (
+        UniqueConstraint("shipment_id", "order_line_id", name="shipment_lines_one_per_line"),
+        CheckConstraint("quantity > 0", name="shipment_lines_quantity"),
+    )
+
+
+class ShipmentEvent(Base):
+    """A tracking update as received, whether or not it moved the shipment (``applied``);
+    the same status at the same time is one update (the unique constraint)."""
+
+    __tablename__ = "shipment_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"))
+    status: Mapped[ShipmentStatus] = _enum_column(ShipmentStatus, 24)
+    occurred_at: Mapped[datetime]
+    location: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(64))
+    applied: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = _now_column()
+
+    shipment: Mapped[Shipment] = relationship(back_populates="events")
+
+    __table_args__ = (
+        UniqueConstraint("shipment_id", "status", "occurred_at", name="shipment_events_once"),
+        CheckConstraint(f"status IN ({_SHIPMENT_STATUSES})", name="shipment_events_status"),
+    )
+
+
+class ShipmentLabel(Base):
+    """The one label bought for a shipment (the unique constraint says at most one)."""
+
+    __tablename__ = "shipment_labels"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_label_id: Mapped[str] = mapped_column(String(255))
+    carrier: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str | None] = mapped_column(String(64))
+    tracking_number: Mapped[str] = mapped_column(String(128))
+    tracking_url: Mapped[str | None] = mapped_column(Text)
+    #: The provider's address of the label; None for the local provider, whose PDF is here.
+    label_url: Mapped[str | None] = mapped_column(Text)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    voided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now_column()
+    __table_args__ = (UniqueConstraint("shipment_id", name="shipment_labels_one_per_shipment"),)

@@ -59,6 +59,22 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str | None = None
 
+    shipping_provider: Literal["local", "shippo"] = "local"
+    shippo_api_key: SecretStr | None = None
+    shippo_api_base: str | None = None
+    #: The secret in the URL Shippo's webhook is registered with
+    #: (``/api/v1/webhooks/shippo?token=...``); unset: the route refuses every call.
+    shippo_webhook_token: SecretStr | None = None
+    #: Where parcels leave from (Shippo's address fields), JSON in the environment.
+    ship_from: dict[str, str] = {
+        "name": "orderflow warehouse",
+        "street1": "1 Warehouse Way",
+        "city": "San Francisco",
+        "state": "CA",
+        "zip": "94107",
+        "country": "US",
+    }
+
     email_provider: Literal["local", "sendgrid"] = "local"
     sendgrid_api_key: SecretStr | None = None
     sendgrid_host: str | None = None
@@ -142,7 +158,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _real_providers_need_their_secrets(self) -> Settings:
         # An empty variable (``ORDERFLOW_STRIPE_API_KEY=``) is as missing as an unset one.
-        for name in ("stripe_api_key", "stripe_webhook_secret", "sendgrid_api_key"):
+        for name in (
+            "stripe_api_key",
+            "stripe_webhook_secret",
+            "sendgrid_api_key",
+            "shippo_api_key",
+            "shippo_webhook_token",
+        ):
             secret = getattr(self, name)
             if secret is not None and not secret.get_secret_value():
                 setattr(self, name, None)
@@ -160,6 +182,11 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "ORDERFLOW_EMAIL_PROVIDER=sendgrid needs ORDERFLOW_SENDGRID_API_KEY: "
                 "set it to your SendGrid API key, or use ORDERFLOW_EMAIL_PROVIDER=local"
+            )
+        if self.shipping_provider == "shippo" and not self.shippo_api_key:
+            raise ConfigError(
+                "ORDERFLOW_SHIPPING_PROVIDER=shippo needs ORDERFLOW_SHIPPO_API_KEY: "
+                "set it to your Shippo API token, or use ORDERFLOW_SHIPPING_PROVIDER=local"
             )
         if self.environment == "production" and (
             self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
@@ -187,6 +214,10 @@ class Settings(BaseSettings):
     @property
     def emails_dir(self) -> Path:
         return self.state_dir / "emails"
+
+    @property
+    def ship_from_address(self) -> dict[str, str]:
+        return dict(self.ship_from)
 
     @property
     def invoices_dir(self) -> Path:

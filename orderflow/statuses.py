@@ -64,3 +64,39 @@ class CartStatus(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"
     EXPIRED = "expired"
+
+
+class ShippingStatus(StrEnum):
+    """How far an order's goods are, derived from its shipments' line quantities
+    (``shipments.state.derive_shipping_status``)."""
+
+    NOT_SHIPPED = "not_shipped"
+    PROCESSING = "processing"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    DELIVERED = "delivered"
+
+
+class ShipmentStatus(StrEnum):
+    """Where one shipment stands; ``shipments.state`` rules its moves."""
+
+    PENDING = "pending"
+    LABEL_CREATED = "label_created"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    FAILURE = "failure"
+    RETURNED_TO_SENDER = "returned_to_sender"
+    CANCELLED = "cancelled"
+
+
+class LabelStatus(StrEnum):
+    """A shipment's label at the shipping provider: ``none`` when the admin brought their
+    own tracking number (or none), else ``pending`` until the purchase step bought it."""
+
+    NONE = "none"
+    PENDING = "pending"
+    PURCHASED = "purchased"
+    FAILED = "failed"
+    VOIDED = "voided"

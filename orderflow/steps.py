@@ -17,6 +17,9 @@ class Step(StrEnum):
     GENERATE_INVOICE = "orderflow.generate_invoice"
     SEND_EMAIL = "orderflow.send_email"
     REFUND_PAYMENT = "orderflow.refund_payment"
+    BUY_LABEL = "orderflow.buy_label"
+    VOID_LABEL = "orderflow.void_label"
+    TRACK_SHIPMENT = "orderflow.track_shipment"
 
 
 class EmailKind(StrEnum):

@@ -6,9 +6,14 @@ from functools import cache
 
 from orderflow.db import Database, make_engine
 from orderflow.email import EmailSender, email_sender_from_settings
-from orderflow.metrics import InstrumentedEmailSender, InstrumentedPaymentProvider
+from orderflow.metrics import (
+    InstrumentedEmailSender,
+    InstrumentedPaymentProvider,
+    InstrumentedShippingProvider,
+)
 from orderflow.payments import PaymentProvider, payment_provider_from_settings
 from orderflow.settings import Settings, get_settings
+from orderflow.shipping import ShippingProvider, shipping_provider_from_settings
 
 
 def settings() -> Settings:
@@ -35,6 +40,14 @@ def email_sender() -> EmailSender:
     return InstrumentedEmailSender(sender, settings().email_provider)
 
 
+@cache
+def shipping_provider() -> ShippingProvider:
+    provider = shipping_provider_from_settings(
+        settings(), timeout=settings().provider_timeout_seconds
+    )
+    return InstrumentedShippingProvider(provider, settings().shipping_provider)
+
+
 #: Step task names this worker process runs itself when a step schedules them (``pipeline``).
 _steps_served: frozenset[str] = frozenset()
 
@@ -50,5 +63,5 @@ def steps_served_here() -> frozenset[str]:
 
 def reset() -> None:
     """Forget what a parent process built; called in each new worker process."""
-    for built in (database, payment_provider, email_sender):
+    for built in (database, payment_provider, email_sender, shipping_provider):
         built.cache_clear()

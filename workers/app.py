@@ -20,6 +20,7 @@ TASK_MODULES = [
     "tasks.generate_invoice",
     "tasks.send_email",
     "tasks.refund_payment",
+    "tasks.labels",
     "tasks.maintenance",
     "tasks.events",
     "tasks.webhooks",

@@ -15,7 +15,7 @@ from api.schemas.common import (
     with_examples,
 )
 from orderflow.models import Order, OrderEvent, Refund
-from orderflow.statuses import OrderStatus, PaymentStatus, RefundStatus
+from orderflow.statuses import OrderStatus, PaymentStatus, RefundStatus, ShippingStatus
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
 OptionalText = Annotated[str, Field(max_length=200)] | None
@@ -86,6 +86,7 @@ class OrderOut(BaseModel):
     customer_id: str
     status: OrderStatus
     payment_status: PaymentStatus
+    shipping_status: ShippingStatus
     currency: str
     subtotal: int
     total: int
@@ -114,6 +115,7 @@ class OrderOut(BaseModel):
             customer_id=order.customer_id,
             status=OrderStatus(order.status),
             payment_status=PaymentStatus(order.payment_status),
+            shipping_status=ShippingStatus(order.shipping_status),
             currency=order.currency,
             subtotal=order.subtotal_amount,
             total=order.total_amount,

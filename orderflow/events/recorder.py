@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, event, text
 from sqlalchemy.orm import Session
 
 from orderflow.events import models as _tables  # noqa: F401  (the tables of the events)
-from orderflow.events.snapshots import read_orders, render_order_object
+from orderflow.events.snapshots import read_orders, read_shipments, render_order_object
 from orderflow.events.types import Fact, SubjectType
 from orderflow.models import Order
 
@@ -68,7 +68,14 @@ def write_pending(session: Session) -> None:
         {p.fact.subject_id for p in pending if p.fact.subject_type is SubjectType.ORDER}
         - known.keys()
     )
-    snapshots = {**known, **(read_orders(session, order_ids) if order_ids else {})}
+    shipment_ids = sorted(
+        {p.fact.subject_id for p in pending if p.fact.subject_type is SubjectType.SHIPMENT}
+    )
+    snapshots = {
+        **known,
+        **(read_orders(session, order_ids) if order_ids else {}),
+        **(read_shipments(session, shipment_ids) if shipment_ids else {}),
+    }
     session.execute(_WRITE_EVENTS, {"events": json.dumps(_rows(pending, snapshots))})
 
 

@@ -4,6 +4,7 @@ renders it (``api.schemas.orders.OrderOut``; a test holds the two together)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -20,6 +21,7 @@ def render_order(order: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -
         "customer_id": order["customer_id"],
         "status": order["status"],
         "payment_status": order["payment_status"],
+        "shipping_status": order["shipping_status"],
         "currency": order["currency"],
         "subtotal": order["subtotal_amount"],
         "total": order["total_amount"],
@@ -67,10 +69,10 @@ def read_orders(session: Session, order_ids: list[str]) -> dict[str, dict[str, A
     return {row["id"]: render_order(dict(row), row["items"]) for row in rows}
 
 
-_COLUMNS = ("id", "customer_id", "status", "payment_status", "currency", "subtotal_amount",
-            "total_amount", "shipping_address", "invoice_number", "payment_intent_id",
-            "failure_reason", "captured_amount", "refunded_amount", "refund_pending_amount",
-            "cart_id", "created_at", "updated_at")  # fmt: skip
+_COLUMNS = ("id", "customer_id", "status", "payment_status", "shipping_status", "currency",
+            "subtotal_amount", "total_amount", "shipping_address", "invoice_number",
+            "payment_intent_id", "failure_reason", "captured_amount", "refunded_amount",
+            "refund_pending_amount", "cart_id", "created_at", "updated_at")  # fmt: skip
 _READ_ORDERS = text(
     f"""
     SELECT {", ".join(f"o.{name}" for name in _COLUMNS)},
@@ -80,5 +82,46 @@ _READ_ORDERS = text(
                        'subtotal', l.subtotal_amount) ORDER BY l.line_no), '[]'::jsonb)
               FROM order_lines l WHERE l.order_id = o.id) AS items
     FROM orders o WHERE o.id IN :ids
+    """
+).bindparams(bindparam("ids", expanding=True))
+
+
+def read_shipments(session: Session, shipment_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Shipments as ``GET /shipments/{id}`` shows them now (``api.schemas.shipments``)."""
+    rows = session.execute(_READ_SHIPMENTS, {"ids": shipment_ids}).mappings()
+    shown = {}
+    for row in rows:
+        body = dict(row["body"])
+        # Times leave PostgreSQL as text; shown as the API shows datetimes.
+        for name in ("created_at", "updated_at"):
+            body[name] = datetime.fromisoformat(body[name])
+        for event in body["events"]:
+            event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
+        shown[str(row["id"])] = to_jsonable_python(body)
+    return shown
+
+
+_UTC_TEXT = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
+_READ_SHIPMENTS = text(
+    f"""
+    SELECT s.id, jsonb_build_object(
+        'id', s.id, 'order_id', s.order_id, 'status', s.status, 'carrier', s.carrier,
+        'service', s.service, 'tracking_number', s.tracking_number,
+        'tracking_url', s.tracking_url, 'label_url', s.label_url,
+        'label_status', s.label_status,
+        'lines', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                     'product_id', l.product_id, 'sku', l.sku, 'quantity', l.quantity)
+                     ORDER BY l.id), '[]'::jsonb)
+                  FROM shipment_lines l WHERE l.shipment_id = s.id),
+        'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'status', e.status,
+                      'occurred_at', to_char(e.occurred_at AT TIME ZONE 'UTC', {_UTC_TEXT}),
+                      'location', e.location, 'description', e.description)
+                      ORDER BY e.occurred_at, e.id), '[]'::jsonb)
+                   FROM shipment_events e WHERE e.shipment_id = s.id),
+        'created_at', to_char(s.created_at AT TIME ZONE 'UTC', {_UTC_TEXT}),
+        'updated_at', to_char(s.updated_at AT TIME ZONE 'UTC', {_UTC_TEXT})
+    ) AS body
+    FROM shipments s WHERE s.id IN :ids
     """
 ).bindparams(bindparam("ids", expanding=True))

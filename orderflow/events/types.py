@@ -53,6 +53,12 @@ def fact_of(order_id: str, entry: str, data: dict[str, Any]) -> Fact | None:
         type_ = _ON_ENTRY.get(entry)
     if type_ is not None:
         return Fact(type_, SubjectType.ORDER, order_id)
+    if entry in _ON_SHIPMENT:
+        # Shipments are subjects of their own; their data is read at commit (``snapshots``).
+        type_ = _ON_SHIPMENT[entry]
+        if type_ is EventType.SHIPMENT_UPDATED and data.get("to") == "delivered":
+            type_ = EventType.SHIPMENT_DELIVERED
+        return Fact(type_, SubjectType.SHIPMENT, str(data.get("shipment_id")))
     refund_type = _ON_REFUND.get(entry)
     if refund_type is not None:
         refund_id = str(data.get("refund_id"))
@@ -98,3 +104,11 @@ def check_patterns(patterns: list[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown event types: {', '.join(unknown)}")
     return patterns
+
+
+#: Timeline entries about one shipment (``shipment_id`` in their data: the subject).
+_ON_SHIPMENT: dict[str, EventType] = {
+    OrderEventType.SHIPMENT_CREATED: EventType.SHIPMENT_CREATED,
+    OrderEventType.SHIPMENT_UPDATED: EventType.SHIPMENT_UPDATED,
+    OrderEventType.SHIPMENT_CANCELLED: EventType.SHIPMENT_UPDATED,
+}

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.fulfilment.notifications import EMAIL_STATUSES
 from orderflow.orders.repository import (
+    SWEEP_BATCH,
     OrderRepository,
     all_of,
     charge_in,
@@ -27,6 +28,7 @@ from orderflow.orders.repository import (
     not_parked,
     status_in,
 )
+from orderflow.shipments.repository import ShipmentRepository
 from orderflow.statuses import OrderStatus
 from orderflow.statuses import PaymentRecordStatus as Charge
 from orderflow.steps import EmailKind, Step, schedule
@@ -52,6 +54,9 @@ def redrive_stalled(session: Session, stalled_for: float = DEFAULT_STALL_SECONDS
     # Touching the orders makes the next sweeps wait a whole stall period before scheduling
     # them again, so a broker or worker outage does not pile up duplicate messages.
     OrderRepository(session).touch_all({item.order_id for item in work})
+    ShipmentRepository(session).touch_all(
+        [str(item.kwargs["shipment_id"]) for item in work if "shipment_id" in item.kwargs]
+    )
     return work
 
 
@@ -84,6 +89,12 @@ def find_stalled_work(
         if kind is EmailKind.CONFIRMATION:
             condition = all_of(condition, has_invoice())
         work += owed(Step.SEND_EMAIL, condition, kind=kind.value)
+    # Labels: a purchase or a void whose message was lost (the shipment is touched instead).
+    for order_id, shipment_id, buy in ShipmentRepository(session).stalled_labels(
+        cutoff, SWEEP_BATCH
+    ):
+        step = Step.BUY_LABEL if buy else Step.VOID_LABEL
+        work.append(Redrive(step, order_id, {"shipment_id": shipment_id}))
     return work
 
 

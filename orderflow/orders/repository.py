@@ -470,8 +470,9 @@ def _insert_event(prefix: str = "") -> Insert:
 
 _INSERT_EVENT = _insert_event()
 
-_ORDER_COLUMNS = ("id", "customer_id", "status", "payment_status", "currency", "subtotal_amount",
-                  "total_amount", "shipping_address", "payment_method", "cart_id")  # fmt: skip
+_ORDER_COLUMNS = ("id", "customer_id", "status", "payment_status", "shipping_status", "currency",
+                  "subtotal_amount", "total_amount", "shipping_address", "payment_method",
+                  "cart_id")  # fmt: skip
 _LINE_COLUMNS = ("line_no", "product_id", "sku", "name", "quantity", "unit_price_amount",
                  "subtotal_amount")  # fmt: skip
 #: The lines arrive as one JSON array (parameter ``lines``), read as rows of typed columns.

@@ -32,7 +32,7 @@ from orderflow.money import Money
 from orderflow.orders.repository import CUSTOMER_FK, ONE_ORDER_PER_CART, OrderRepository
 from orderflow.orders.state import ActorRole
 from orderflow.pagination import Page
-from orderflow.statuses import OrderStatus, PaymentStatus
+from orderflow.statuses import OrderStatus, PaymentStatus, ShippingStatus
 from orderflow.steps import Step, step_message
 
 
@@ -122,6 +122,7 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
         "customer_id": command.customer_id,
         "status": OrderStatus.PENDING,
         "payment_status": PaymentStatus.UNPAID,
+        "shipping_status": ShippingStatus.NOT_SHIPPED,
         "currency": currency,
         "subtotal_amount": total.amount,
         "total_amount": total.amount,

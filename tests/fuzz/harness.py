@@ -32,9 +32,10 @@ from orderflow.auth import tokens
 from orderflow.carts import service as carts
 from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database
-from orderflow.fulfilment import moves
+from orderflow.fulfilment import labels, moves, shipping
 from orderflow.fulfilment.charging import begin_charge, record_charge_result
 from orderflow.fulfilment.invoicing import generate_invoice
+from orderflow.fulfilment.packing import NewShipment
 from orderflow.fulfilment.stock import reserve_stock
 from orderflow.ids import new_id
 from orderflow.models import AuthSession, User
@@ -42,6 +43,7 @@ from orderflow.money import Money
 from orderflow.orders import service as orders
 from orderflow.payments import LocalPaymentProvider
 from orderflow.settings import Settings
+from orderflow.shipping import LocalShippingProvider
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, place_command
 
 PROBLEM_JSON = "application/problem+json"
@@ -61,6 +63,8 @@ class FuzzWorld:
     orders: list[str]
     carts: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    #: The confirmed order's shipment (its label bought by the local provider).
+    shipments: list[str] = field(default_factory=list)
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -152,6 +156,13 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
             ttl = settings.cart_ttl_hours
             cart_ids.append(carts.create_cart(session, users[owner].id, None, items, ttl))
             session.commit()
+    with database.unit_of_work() as session:
+        admin = orders.Viewer(users["admin"].id, is_admin=True)
+        shipment_id = shipping.create_shipment(
+            session, admin, confirmed, NewShipment(buy_label=True)
+        ).id
+        session.commit()
+    labels.buy_label(database, LocalShippingProvider(), shipment_id)
     return FuzzWorld(
         api_url=api_url,
         settings=settings,
@@ -162,6 +173,7 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
         orders=order_ids,
         carts=[view.state.cart.id for view in cart_ids],
         secrets=[settings.jwt_secret.get_secret_value(), PASSWORD, ADMIN_PASSWORD],
+        shipments=[shipment_id],
     )
 
 
@@ -195,6 +207,7 @@ def aim(case: Case, world: FuzzWorld) -> None:
         "product_id": world.products,
         "customer_id": [user.id for user in world.users.values()],
         "cart_id": world.carts,
+        "shipment_id": world.shipments,
     }
     if case.path_parameters and _is_positive(case, ParameterLocation.PATH):
         for name, value in list(case.path_parameters.items()):
@@ -336,6 +349,19 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
     ("POST", "/api/v1/webhook-endpoints", ["422"], "an https URL of public addresses; known types"),
     ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}", ["422"], "as POST; no null url"),
     ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/replay", ["422"], "known event types"),
+    (
+        "POST",
+        "/api/v1/orders/{order_id}/shipments",
+        ["422"],
+        "products of the order, once each; a label bought or a tracking number, not both; an "
+        "Idempotency-Key reused with another body",
+    ),
+    (
+        "POST",
+        "/api/v1/shipments/{shipment_id}/events",
+        ["422"],
+        "a tracking status (not pending or cancelled), at most a day ahead",
+    ),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 

@@ -62,6 +62,8 @@ def test_every_event_type_of_todays_flows(
 
     (refund_row,) = admin.get(f"/orders/{refunded}/refunds").json()
     refund_id = refund_row["id"]
+    # The legacy status route ships and delivers through one manual shipment.
+    (shipment,) = admin.get(f"/orders/{shipped}/shipments").json()["items"]
     expected = {
         shipped: ["order.placed", "payment.succeeded", "order.confirmed", "invoice.generated",
                   "order.shipped", "order.delivered"],
@@ -69,6 +71,7 @@ def test_every_event_type_of_todays_flows(
         refunded: ["order.placed", "payment.succeeded", "order.confirmed", "invoice.generated",
                    "order.cancelled"],
         refund_id: ["refund.succeeded"],
+        shipment["id"]: ["shipment.created", "shipment.updated", "shipment.delivered"],
     }  # fmt: skip
     by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
@@ -86,6 +89,10 @@ def test_every_event_type_of_todays_flows(
     assert {s: [e["type"] for e in events] for s, events in by_subject.items()} == expected
     for order_id in (shipped, declined):
         assert by_subject[order_id][-1]["data"] == customer.get(f"/orders/{order_id}").json()
+    shown = by_subject[shipment["id"]]
+    assert {event["subject"]["type"] for event in shown} == {"shipment"}
+    assert shown[-1]["data"] == customer.get(f"/shipments/{shipment['id']}").json()
+    assert shown[-1]["data"]["order_id"] == shipped
     # The refund changed the order's payment_status without an order event of its own (no
     # order.updated for it yet): the order's last event shows it cancelled and still paid.
     assert by_subject[refunded][-1]["data"]["status"] == "cancelled"

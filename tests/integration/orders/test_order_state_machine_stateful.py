@@ -125,6 +125,11 @@ INSTANTANEOUS = frozenset(
         "event_sequence_gapless",
         "subscribed_event_has_delivery",
         "delivery_succeeded_once",
+        "shipped_within_ordered",
+        "shipment_lines_of_their_order",
+        "one_label_per_shipment",
+        "shipment_moves_forward",
+        "shipping_status_matches_shipments",
     }
 )
 EVENTUAL = frozenset(
