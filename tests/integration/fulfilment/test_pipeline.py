@@ -3,8 +3,9 @@ Stripe/SendGrid adapters talking to their wire-level stubs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from orderflow.catalogue.service import update_product
 from orderflow.db import Database
 from orderflow.email import email_sender_from_settings
 from orderflow.email.local import LocalEmailSender
@@ -168,12 +170,27 @@ def test_decline_fails_the_order_and_gives_stock_back(
     assert customer.get(f"/orders/{order_id}/invoice").status_code == 404
 
 
+@contextmanager
+def _sold_elsewhere_meanwhile(database: Database, product_id: str, left: int) -> Iterator[None]:
+    """The product's row is held (``FOR NO KEY UPDATE``: the intake's reads and foreign-key
+    checks pass, the reservation's ``UPDATE`` waits) while the block places an order; then an
+    admin's change leaves ``left`` in stock. The reservation sees the change, however quick
+    the workers are."""
+    with database.unit_of_work() as session:
+        session.execute(
+            select(Product.id).where(Product.id == product_id).with_for_update(key_share=True)
+        )
+        yield
+        update_product(session, product_id, {"stock": left})
+        session.commit()
+
+
 def test_short_stock_fails_the_order(
     edge: Edge, customer: httpx.Client, admin: httpx.Client, make_product: Callable[..., Product]
 ) -> None:
     product = make_product(stock=2)
-    order_id = _place(customer, product, 2)
-    admin.patch(f"/products/{product.id}", json={"stock": 1})  # sold elsewhere meanwhile
+    with _sold_elsewhere_meanwhile(edge.database, product.id, 1):
+        order_id = _place(customer, product, 2)
     order = wait_for_status(customer, order_id, AT_REST)
     assert (order["status"], order["failure_reason"]) == ("failed", "insufficient_stock")
     assert _stock(edge.database, product.id) == 1
@@ -184,9 +201,9 @@ def test_a_short_later_line_gives_back_the_lines_taken_before_it(
     edge: Edge, customer: httpx.Client, admin: httpx.Client, make_product: Callable[..., Product]
 ) -> None:
     first, second = sorted((make_product(stock=5), make_product(stock=5)), key=lambda p: p.id)
-    answer = customer.post("/orders", json=order_body((first.id, 2), (second.id, 2)))
-    assert answer.status_code == 201, answer.text
-    admin.patch(f"/products/{second.id}", json={"stock": 1})  # sold elsewhere meanwhile
+    with _sold_elsewhere_meanwhile(edge.database, second.id, 1):
+        answer = customer.post("/orders", json=order_body((first.id, 2), (second.id, 2)))
+        assert answer.status_code == 201, answer.text
     order = wait_for_status(customer, answer.json()["id"], AT_REST)
     assert (order["status"], order["failure_reason"]) == ("failed", "insufficient_stock")
     # The first line was taken before the second came up short: it went back, exactly.

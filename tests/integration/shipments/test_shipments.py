@@ -130,7 +130,9 @@ def test_only_confirmed_orders_ship(
     from tests.conftest import order_body
 
     mug = make_product()
-    pending = customer.post("/orders", json=order_body((mug.id, 1))).json()
+    # Waits for the customer's 3-D Secure: pending however quick a worker of the session is.
+    body = order_body((mug.id, 1), payment_method="pm_card_authenticationRequired")
+    pending = customer.post("/orders", json=body).json()
     assert _ship(admin, pending["id"]).status_code == 409
     assert _ship(admin, "ord_missing").status_code == 404
 
