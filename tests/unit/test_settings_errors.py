@@ -82,7 +82,6 @@ def test_the_readme_documents_every_setting() -> None:
         assert f"`ORDERFLOW_{name.upper()}`" in section, name
 
 
-
 def test_twilio_with_its_three_settings_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "ORDERFLOW_SMS_PROVIDER": "twilio",

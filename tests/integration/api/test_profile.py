@@ -41,7 +41,8 @@ def test_registration_takes_a_phone_as_people_write_it_and_stores_e164(
     assert created.json()["sms_opt_in"] is True
     with clean_database.unit_of_work() as session:
         user = session.scalar(select(User))
-        assert user is not None and user.phone == "+14155550123"
+        assert user is not None
+        assert user.phone == "+14155550123"
     me = login_as(user).get("/auth/me").json()
     assert (me["phone"], me["sms_opt_in"]) == ("+14155550123", True)
 

@@ -38,7 +38,8 @@ def test_a_text_goes_to_the_messages_endpoint_with_basic_auth(
 ) -> None:
     sid = twilio_sender.send(text())
     (sent,) = twilio_stub.texts(PHONE)
-    assert sid == sent.sid and sid.startswith("SM")
+    assert sid == sent.sid
+    assert sid.startswith("SM")
     assert (sent.from_, sent.body) == (TWILIO_STUB_FROM, "orderflow: your order ord_1 has shipped.")
     (request,) = twilio_stub.requests
     assert (request.method, request.path, request.status) == ("POST", MESSAGES_PATH, 201)
@@ -141,7 +142,8 @@ def test_a_timeout_after_twilio_accepted_is_found_not_sent_again(
     assert twilio_sender.find_sent(text()) == accepted.sid
     assert twilio_sender.find_sent(text("orderflow: your order ord_2 has shipped.")) is None
     lookup = next(r for r in twilio_stub.requests if r.method == "GET")
-    assert lookup.query["To"] == PHONE and lookup.query["From"] == TWILIO_STUB_FROM
+    assert lookup.query["To"] == PHONE
+    assert lookup.query["From"] == TWILIO_STUB_FROM
     twilio_sender.send(text())  # what a retry without the look-up would do:
     assert twilio_stub.sent_to(PHONE) == 2
 

@@ -38,7 +38,8 @@ def test_valid_numbers_are_stored_in_e164(typed: str, stored: str) -> None:
 )
 def test_invalid_numbers_are_refused_naming_the_field(typed: str, reason: str) -> None:
     problem = phone_problem(typed)
-    assert problem is not None and reason in problem
+    assert problem is not None
+    assert reason in problem
     with pytest.raises(InvalidPhone) as raised:
         normalise_phone(typed, field="phone")
     assert raised.value.status == 422
