@@ -30,7 +30,13 @@ from orderflow.models import Order, User
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.shipments.repository import ShipmentRepository
 from orderflow.shipments.state import UNDER_WAY
-from orderflow.sms import SmsMessage, SmsProviderUnavailable, SmsRejected, SmsSender
+from orderflow.sms import (
+    SmsMessage,
+    SmsProviderMisconfigured,
+    SmsProviderUnavailable,
+    SmsRejected,
+    SmsSender,
+)
 from orderflow.sms.repository import SmsRepository
 from orderflow.statuses import OrderStatus, SmsStatus
 from orderflow.steps import SmsKind, Step, schedule
@@ -72,8 +78,9 @@ def owe_sms(session: Session, order: Order, target: OrderStatus) -> None:
 
 def send_sms(database: Database, sender: SmsSender, order_id: str, kind: SmsKind) -> SmsOutcome:
     """Send the owed text once (see the module's docstring). A transient provider error
-    gives the claim back and is raised for the step to retry; a refusal settles the text as
-    ``failed`` for good."""
+    gives the claim back and is raised for the step to retry; so are refused credentials
+    (ours to fix: the sweeper tries again until they work); a refusal of the text itself
+    settles it as ``failed`` for good."""
     with database.unit_of_work() as session:
         claimed = _claim(session, order_id, kind)
         session.commit()
@@ -87,15 +94,16 @@ def send_sms(database: Database, sender: SmsSender, order_id: str, kind: SmsKind
         if provider_id is None:
             provider_id = sender.send(message)
     except SmsRejected as error:
+        if isinstance(error, SmsProviderMisconfigured):  # ours to fix: the text stays owed
+            _release(database, order_id, kind)
+            raise
         _settle(database, order_id, kind, SmsStatus.FAILED, error=str(error))
         log.warning("sms refused by the provider", order_id=order_id, kind=kind.value,
                     error=str(error))  # fmt: skip
         _count(kind, SmsOutcome.FAILED)
         return SmsOutcome.FAILED
     except BaseException as error:
-        with database.unit_of_work() as session:
-            SmsRepository(session).release(order_id, kind.value)  # a retry may send it now
-            session.commit()
+        _release(database, order_id, kind)  # a retry may send it now
         if isinstance(error, SmsProviderUnavailable):
             _count(kind, "unavailable")
         raise
@@ -129,6 +137,12 @@ def _claim(session: Session, order_id: str, kind: SmsKind) -> tuple[SmsMessage, 
         to=recipient, body=claim_body, message_key=sms_message_key(order_id, kind.value)
     )
     return message, claim.attempts
+
+
+def _release(database: Database, order_id: str, kind: SmsKind) -> None:
+    with database.unit_of_work() as session:
+        SmsRepository(session).release(order_id, kind.value)
+        session.commit()
 
 
 def _settle(

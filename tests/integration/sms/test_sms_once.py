@@ -23,7 +23,7 @@ from orderflow.db import Database
 from orderflow.fulfilment.sms_notices import SmsOutcome, send_sms
 from orderflow.fulfilment.sweeper import find_stalled_work
 from orderflow.models import OrderEvent, OutboxMessage, SmsRecord, User
-from orderflow.sms import LocalSmsSender, SmsProviderUnavailable
+from orderflow.sms import LocalSmsSender, SmsProviderMisconfigured, SmsProviderUnavailable
 from orderflow.sms.twilio_sender import TwilioSmsSender
 from orderflow.statuses import OrderStatus, SmsStatus
 from orderflow.steps import SmsKind, Step
@@ -248,6 +248,24 @@ def test_a_refused_text_fails_for_good_and_is_not_swept(
     assert send_sms(clean_database, twilio_sender, owed.order_id, SHIPPED) is SmsOutcome.NOTHING
     with clean_database.unit_of_work() as session:
         assert not [w for w in find_stalled_work(session, 0) if w.step is Step.SEND_SMS]
+
+
+def test_refused_credentials_leave_the_text_owed(
+    order_owing_sms: MakeOwed, clean_database: Database, twilio_stub: TwilioStub
+) -> None:
+    owed = order_owing_sms()
+    wrong = TwilioSmsSender(
+        TWILIO_STUB_ACCOUNT_SID, "revoked-token", TWILIO_STUB_FROM, api_base=twilio_stub.url
+    )
+    with pytest.raises(SmsProviderMisconfigured):
+        send_sms(clean_database, wrong, owed.order_id, SHIPPED)
+    row = _row(clean_database, owed.order_id)
+    assert row is not None
+    assert (row.status, row.claimed_at) == (SmsStatus.PENDING, None)
+    with clean_database.unit_of_work() as session:
+        assert [w.order_id for w in find_stalled_work(session, 0) if w.step is Step.SEND_SMS] == [
+            owed.order_id
+        ]
 
 
 def test_a_customer_who_opted_out_before_it_went_is_not_texted(
