@@ -105,7 +105,7 @@ class User(Base):
     created_at: Mapped[datetime] = _now_column()
     __table_args__ = (
         CheckConstraint("role IN ('client', 'admin')", name="users_role"),
-        CheckConstraint(r"phone ~ '^\+[1-9][0-9]{6,14}$'", name="users_phone_e164"),
+        CheckConstraint(r"phone ~ '^\+[1-9][0-9]{1,14}$'", name="users_phone_e164"),
     )
 
 

@@ -21,7 +21,7 @@ def text(key: str = "ord_1:sms:shipped", body: str = "Your order shipped") -> Sm
     ("field", "value"),
     [
         ("to", "4155550123"),
-        ("to", "+1 555"),
+        ("to", "+1 415 555 0123"),
         ("body", ""),
         ("body", "x" * 1601),
         ("message_key", ""),
