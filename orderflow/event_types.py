@@ -24,6 +24,7 @@ class OrderEventType(StrEnum):
     PAYMENT_ANOMALY = "payment_anomaly"
     INVOICE_GENERATED = "invoice_generated"
     EMAIL_SENT = "email_sent"
+    SMS_SENT = "sms_sent"
     SHIPMENT_CREATED = "shipment_created"
     SHIPMENT_UPDATED = "shipment_updated"
     SHIPMENT_CANCELLED = "shipment_cancelled"

@@ -175,3 +175,7 @@ def refund_idempotency_key(order_id: str, refund_id: str) -> str:
 
 def email_message_key(order_id: str, kind: str) -> str:
     return f"{order_id}:{kind}"
+
+
+def sms_message_key(order_id: str, kind: str) -> str:
+    return f"{order_id}:sms:{kind}"

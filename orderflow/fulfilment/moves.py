@@ -2,7 +2,8 @@
 failed with its stock given back, cancelled (stock back, refund if paid, its shipments not
 yet under way cancelled), shipped and delivered when its shipments are (``settle_order``);
 every move but ``confirmed`` sends its e-mail (``confirmed`` sends its own once the invoice
-exists). The state machine and the row are ``orders``'; what a move causes is decided here."""
+exists), shipped and delivered an SMS too to customers who opted in. The state machine and
+the row are ``orders``'; what a move causes is decided here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.packing import NewShipment, apply_update, new_shipment
 from orderflow.fulfilment.refund_requests import refund_in_full
 from orderflow.fulfilment.reservations import release_stock
+from orderflow.fulfilment.sms_notices import owe_sms
 from orderflow.models import Order, Shipment
 from orderflow.orders.lifecycle import transition
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
@@ -57,6 +59,7 @@ def move(
     )
     if target in STATUS_EMAILS:
         schedule(orders.session, Step.SEND_EMAIL, order.id, kind=STATUS_EMAILS[target].value)
+        owe_sms(orders.session, order, target)  # shipped, delivered: by SMS too if opted in
     if target is OrderStatus.CONFIRMED:
         schedule(orders.session, Step.GENERATE_INVOICE, order.id)
 
