@@ -2,7 +2,9 @@
 
 ``deliver`` sends one delivery (one POST, a short timeout); ``dispatch`` (beat, every
 ``ORDERFLOW_WEBHOOK_DISPATCH_INTERVAL_SECONDS``) hands due deliveries to ``deliver``:
-retries whose time came, and any whose message was lost (Redis flushed, a worker killed)."""
+retries whose time came, and any whose message was lost (Redis flushed, a worker killed).
+``notify_disabled`` e-mails the admins that the system disabled an endpoint (once each per
+disablement); ``dispatch`` schedules it again for a disablement whose notices were lost."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import structlog
 from celery import Task, shared_task
 
 from orderflow import metrics
-from orderflow.webhooks import delivery
+from orderflow.email import EmailProviderUnavailable
+from orderflow.webhooks import delivery, notices
 from tasks import runtime
-from tasks.retrying import STEP_OPTIONS
+from tasks.retrying import STEP_OPTIONS, retry_or_give_up
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +69,31 @@ def deliver(self: Task, delivery_id: int) -> str | None:
 def dispatch(self: Task) -> int:
     with runtime.database().unit_of_work() as session:
         due = delivery.dispatch_due(session, runtime.settings())
+        unnoticed = notices.due(session, runtime.settings().webhook_redispatch_seconds)
         session.commit()
     for delivery_id in due:
         deliver.apply_async(kwargs={"delivery_id": delivery_id})
+    for endpoint_id, disablement in unnoticed:
+        notify_disabled.apply_async(kwargs={"endpoint_id": endpoint_id, "disablement": disablement})
     return len(due)
+
+
+@shared_task(name=notices.NOTIFY_TASK, **STEP_OPTIONS)
+def notify_disabled(self: Task, endpoint_id: str, disablement: int) -> int:
+    settings = runtime.settings()
+    try:
+        return notices.send_notices(
+            runtime.database(),
+            runtime.email_sender(),
+            endpoint_id,
+            disablement,
+            settings.webhook_disable_after_days,
+        )
+    except EmailProviderUnavailable as error:
+        # After the last retry the dispatcher schedules the notices again later.
+        retry_or_give_up(
+            self,
+            error,
+            lambda: log.error("webhook disablement notice not sent", endpoint_id=endpoint_id),
+        )
+        return 0

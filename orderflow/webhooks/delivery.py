@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from orderflow.settings import Settings
-from orderflow.webhooks import signing
+from orderflow.webhooks import notices, signing
 from orderflow.webhooks.ssrf import UnsafeUrl, check_url
 
 #: A claim lasts twice the timeout and this much more (the recording after the POST); a
@@ -190,16 +190,18 @@ def record(session: Session, job: Job, outcome: Outcome, settings: Settings) -> 
             },
         )
         disable_reason = "gone" if outcome.status_code == 410 else None
-        endpoint_disabled = bool(
-            session.execute(
-                _ENDPOINT_FAILED,
-                {
-                    "endpoint_id": job.endpoint_id,
-                    "reason": disable_reason,
-                    "days": settings.webhook_disable_after_days,
-                },
-            ).scalar()
-        )
+        verdict = session.execute(
+            _ENDPOINT_FAILED,
+            {
+                "endpoint_id": job.endpoint_id,
+                "reason": disable_reason,
+                "days": settings.webhook_disable_after_days,
+            },
+        ).first()
+        endpoint_disabled = bool(verdict and verdict.disable)
+        if verdict is not None and verdict.disable:
+            # In the transaction that disables it: the admins are told once per disablement.
+            notices.schedule(session, job.endpoint_id, int(verdict.disablements))
     next_id = None
     if status in ("succeeded", "exhausted"):
         next_id = session.execute(_NEXT, {"id": job.delivery_id}).scalar()
@@ -271,7 +273,7 @@ _ENDPOINT_OK = text(
     "WHERE id = :endpoint_id AND failing_since IS NOT NULL"
 )
 #: Notes the failure; disables the endpoint on 410 Gone or after days of nothing but
-#: failures. Answers whether this disabled it.
+#: failures. Answers whether this disabled it, and its count of disablements.
 _ENDPOINT_FAILED = text(
     """
     WITH verdict AS (
@@ -285,9 +287,11 @@ _ENDPOINT_FAILED = text(
         status = CASE WHEN c.disable THEN 'disabled' ELSE e.status END,
         disabled_reason = CASE WHEN c.disable THEN coalesce(CAST(:reason AS text), 'failing')
                           ELSE e.disabled_reason END,
+        disabled_at = CASE WHEN c.disable THEN now() ELSE e.disabled_at END,
+        disablements = e.disablements + CASE WHEN c.disable THEN 1 ELSE 0 END,
         updated_at = now()
     FROM verdict c WHERE e.id = c.id
-    RETURNING c.disable
+    RETURNING c.disable, e.disablements
     """
 ).bindparams(bindparam("reason"))
 _NEXT = text(
