@@ -322,7 +322,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         assert run.system.db is not None
         hooks = Hooks(database, run.system.db, receiver)
         try:
+            # Warm every process, the webhooks worker's threads and connections too.
+            warming = hooks.subscribe("/warm", "*")
             warm_up(run.system.place, run.system.poll, args.concurrency, children.check)
+            hooks.drain()
+            hooks.delete(warming)
             idle = measure_idle(args, run, hooks)
             fulfilment = measure_fulfilment(args, run, hooks)
             bursts = [measure_burst(hooks, args.burst, per) for per in (True, False)]

@@ -17,6 +17,7 @@ from celery import Task, shared_task
 
 from orderflow import metrics
 from orderflow.email import EmailProviderUnavailable
+from orderflow.settings import Settings
 from orderflow.webhooks import delivery, notices
 from tasks import runtime
 from tasks.retrying import STEP_OPTIONS, retry_or_give_up
@@ -34,12 +35,40 @@ def _client() -> httpx.Client:
 
 @shared_task(name=DELIVER, **STEP_OPTIONS)
 def deliver(self: Task, delivery_id: int) -> str | None:
+    """Send the delivery; after a success, go on with the next one due for the same
+    endpoint (its subject's next first) in this task, without a trip through the broker,
+    for at most ``CONTINUE_DELIVERIES`` deliveries or ``CONTINUE_SECONDS``; then hand the
+    next one to another task. The endpoint's in-flight limit still holds: each goes on
+    only with the slot its own attempt just freed."""
     settings = runtime.settings()
+    deadline = time.monotonic() + CONTINUE_SECONDS
+    status = None
+    for _ in range(CONTINUE_DELIVERIES):
+        attempted = _attempt(delivery_id, settings)
+        if attempted is None:
+            return status  # not due, not its turn, endpoint off or busy, or done already
+        status, next_id, go_on = attempted
+        if next_id is None:
+            return status
+        if not go_on or time.monotonic() > deadline:
+            break
+        delivery_id = next_id
+    deliver.apply_async(kwargs={"delivery_id": next_id})
+    return status
+
+
+#: How far one ``deliver`` task goes on with the next deliveries of its endpoint.
+CONTINUE_DELIVERIES = 100
+CONTINUE_SECONDS = 10.0
+
+
+def _attempt(delivery_id: int, settings: Settings) -> tuple[str, int | None, bool] | None:
+    """One attempt: (its outcome, the next delivery to send now, whether to send it here)."""
     with runtime.database().unit_of_work() as session:
         job = delivery.claim(session, delivery_id, settings)
         session.commit()
     if job is None:
-        return None  # not due, not its turn, endpoint off or busy, or done already
+        return None
     started = time.perf_counter()
     outcome = delivery.send(job, settings, _client())
     metrics.WEBHOOK_ATTEMPT_SECONDS.observe(time.perf_counter() - started)
@@ -60,9 +89,7 @@ def deliver(self: Task, delivery_id: int) -> str | None:
         status_code=outcome.status_code,
         outcome=recorded.status,
     )
-    if recorded.next_delivery_id is not None:
-        deliver.apply_async(kwargs={"delivery_id": recorded.next_delivery_id})
-    return recorded.status
+    return recorded.status, recorded.next_delivery_id, recorded.status == "succeeded"
 
 
 @shared_task(name="orderflow.webhooks.dispatch", **STEP_OPTIONS)

@@ -160,7 +160,9 @@ def _retry_after(answer: httpx.Response) -> float | None:
 @dataclass(frozen=True)
 class Recorded:
     status: str
-    #: The next delivery of the same endpoint and subject, now due (send it at once).
+    #: The next delivery to send at once, marked as handed on: after a success, the next of
+    #: the same subject or else the endpoint's oldest due one (the slot this attempt used is
+    #: free again); after an exhaustion, the next of the same subject (its wait is over).
     next_delivery_id: int | None
     endpoint_disabled: bool = False
 
@@ -205,6 +207,8 @@ def record(session: Session, job: Job, outcome: Outcome, settings: Settings) -> 
     next_id = None
     if status in ("succeeded", "exhausted"):
         next_id = session.execute(_NEXT, {"id": job.delivery_id}).scalar()
+    if next_id is None and status == "succeeded":
+        next_id = session.execute(_NEXT_OF_ENDPOINT, {"endpoint_id": job.endpoint_id}).scalar()
     return Recorded(status, next_id, endpoint_disabled)
 
 
@@ -304,6 +308,22 @@ _NEXT = text(
           AND n.status IN ('pending', 'failed') AND n.next_attempt_at <= now()
         ORDER BY n.sequence, n.id LIMIT 1)
       AND {_ITS_TURN}
+    RETURNING d.id
+    """
+)
+#: The endpoint's oldest due delivery whose turn has come and that no attempt holds (found
+#: through the index of due deliveries, in the order the dispatcher would hand them out).
+_NEXT_OF_ENDPOINT = text(
+    f"""
+    UPDATE webhook_deliveries d SET dispatched_at = now()
+    WHERE d.id = (
+        SELECT d.id FROM webhook_deliveries d
+        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+          AND d.endpoint_id = :endpoint_id
+          AND (d.claimed_until IS NULL OR d.claimed_until < now())
+          AND {_ITS_TURN}
+        ORDER BY d.next_attempt_at LIMIT 1
+        FOR UPDATE OF d SKIP LOCKED)
     RETURNING d.id
     """
 )
