@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from orderflow.settings import Settings
 from orderflow.webhooks import notices, signing
-from orderflow.webhooks.ssrf import UnsafeUrl, check_url
+from orderflow.webhooks.ssrf import UnsafeUrl, check_url, pinned_transport
 
 #: A claim lasts twice the timeout and this much more (the recording after the POST); a
 #: worker killed mid-delivery holds it no longer.
@@ -126,6 +126,8 @@ def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
     headers = signing.headers(job.event_id, datetime.now(UTC), job.body, job.secrets)
     try:
         answer = client.post(job.url, content=job.body.encode(), headers=headers)
+    except UnsafeUrl as error:  # the address found on connecting (DNS rebinding)
+        return Outcome(None, f"refused: {error.detail}")
     except httpx.TimeoutException:
         return Outcome(None, f"timed out after {settings.webhook_timeout_seconds} s")
     except httpx.HTTPError as failure:
@@ -135,7 +137,10 @@ def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
 
 
 def new_client(settings: Settings) -> httpx.Client:
+    """Connections go to the addresses the SSRF guard checked (``ssrf.PinnedBackend``)."""
     return httpx.Client(
+        transport=pinned_transport(allow_private=settings.webhook_allow_private_urls),
+        trust_env=False,
         timeout=httpx.Timeout(settings.webhook_timeout_seconds),
         follow_redirects=False,
         headers={"user-agent": "orderflow-webhooks/1"},
