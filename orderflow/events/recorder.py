@@ -46,6 +46,14 @@ def note(session: Session, event_id: str, fact: Fact) -> None:
     session.info.setdefault(_PENDING, []).append(_Pending(event_id, fact))
 
 
+def has_pending(session: Session, subject_type: SubjectType, subject_id: str) -> bool:
+    """Whether the session's transaction has noted an event about this subject already."""
+    return any(
+        p.fact.subject_type is subject_type and p.fact.subject_id == subject_id
+        for p in session.info.get(_PENDING, ())
+    )
+
+
 def know_order(session: Session, order: Order) -> None:
     """The order as it will be at commit, so its events need not read it back. For the
     intake only: nothing changes the order it placed before the commit."""
