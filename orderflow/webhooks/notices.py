@@ -112,7 +112,7 @@ def compose(endpoint: Disabled, disablement: int, recipient: str, days: float) -
     if endpoint.failing_since is not None:
         lines.append(f"It has failed since {endpoint.failing_since.isoformat(timespec='seconds')}.")
     if endpoint.last_error:
-        lines.append(f"The last error: {endpoint.last_error}")
+        lines.append(f"The last failed attempt: {endpoint.last_error}")
     lines += [
         "",
         "Nothing is sent to it while it is disabled, and no deliveries are made for it. When",
@@ -159,8 +159,11 @@ _ENDPOINT = text(
     """
     SELECT e.id, e.url, e.disabled_reason, coalesce(e.disabled_at, e.updated_at) AS disabled_at,
            e.failing_since,
-           (SELECT d.last_error FROM webhook_deliveries d WHERE d.endpoint_id = e.id
-              AND d.last_error IS NOT NULL ORDER BY d.updated_at DESC LIMIT 1) AS last_error
+           (SELECT concat_ws(': ', 'HTTP ' || d.last_status_code, d.last_error)
+              FROM webhook_deliveries d WHERE d.endpoint_id = e.id
+              AND (d.last_error IS NOT NULL OR d.last_status_code IS NOT NULL)
+              AND d.status <> 'succeeded'
+              ORDER BY d.updated_at DESC LIMIT 1) AS last_error
     FROM webhook_endpoints e
     WHERE e.id = :endpoint_id AND :disablement BETWEEN 1 AND e.disablements
     """
