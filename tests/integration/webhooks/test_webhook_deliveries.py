@@ -6,6 +6,7 @@ one while orders flow."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -142,6 +143,49 @@ def test_a_failing_receiver_is_retried_with_the_same_id(
     assert delivery["attempts"] == 3
     assert delivery["last_status_code"] == 200
     assert delivery["event_id"] == ids.pop()
+
+
+def test_a_receiver_down_then_up_gets_the_event_later_with_the_same_id(
+    system: SystemProcesses,
+    customer: httpx.Client,
+    admin: httpx.Client,
+    make_product: Callable[..., Product],
+    clean_database: Database,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with clean_database.unit_of_work() as session:
+        created = endpoints.create_endpoint(
+            session, f"http://127.0.0.1:{port}/later", ["order.placed"], None, allow_private=True
+        )
+        session.commit()
+    endpoint_id = created.endpoint.id
+    _place(customer, make_product())
+
+    def first_failure() -> bool:
+        return any(
+            d["attempts"] >= 1 and d["last_error"] for d in _deliveries(clean_database, endpoint_id)
+        )
+
+    wait_until(first_failure, 20)
+    (failed,) = _deliveries(clean_database, endpoint_id)
+    assert failed["status"] == "failed"
+    assert failed["last_status_code"] is None
+    up = Receiver(port)  # the receiver comes back, on the same address
+    try:
+        up.secrets.append(created.secret)
+        wait_until(lambda: up.at("/later"), 20)
+        (arrived,) = up.at("/later")
+        assert arrived.headers["webhook-id"] == failed["event_id"] == arrived.body["id"]
+        assert arrived.body["type"] == "order.placed"
+        wait_until(lambda: _deliveries(clean_database, endpoint_id)[0]["status"] == "succeeded", 10)
+        (logged,) = admin.get(f"/webhook-endpoints/{endpoint_id}/deliveries").json()["items"]
+        assert logged["attempts"] >= 2
+        assert (logged["last_status_code"], logged["last_error"]) == (200, None)
+        assert up.unverified == []
+    finally:
+        up.close()
 
 
 def test_retry_after_is_honoured(
