@@ -108,8 +108,10 @@ def settle_order(orders: OrderRepository, order: Order, *, role: ActorRole, acto
     and e-mail (a move happens once: the order is past it afterwards)."""
     progress = ShipmentRepository(orders.session).progress(order.id)
     status = derive_shipping_status(order.status, progress)
-    if status != order.shipping_status:
+    changed = status != order.shipping_status
+    if changed:
         orders.update(order, shipping_status=status)
+    before = order.status
     if order.status is OrderStatus.CONFIRMED and status in (
         ShippingStatus.SHIPPED,
         ShippingStatus.PARTIALLY_DELIVERED,
@@ -121,6 +123,8 @@ def settle_order(orders: OrderRepository, order: Order, *, role: ActorRole, acto
             orders, order, OrderStatus.DELIVERED, role=role, actor=actor,
             reason="all_units_delivered",
         )  # fmt: skip
+    if changed and order.status is before:
+        orders.record_update(order.id, actor, ["shipping_status"])
 
 
 def change_status(session: Session, order_id: str, target: OrderStatus, viewer: Viewer) -> Order:
