@@ -118,9 +118,7 @@ class HostedSystem:
             shoppers.methods = methods
         return shoppers
 
-    def place(
-        self, shoppers: Shoppers, orders: int, concurrency: int = 12, first: int = 0
-    ) -> None:
+    def place(self, shoppers: Shoppers, orders: int, concurrency: int = 12, first: int = 0) -> None:
         """Place ``orders`` from the API host, waiting for every answer."""
         with self.lab.inside("api"):
             shoppers.run(orders, concurrency, first=first)
@@ -202,4 +200,3 @@ def hosted_factory(
         for host in lab.hosts:
             lab.heal(host)
         services.drop_database(data_host.postgres.url(), name)
-
