@@ -48,7 +48,8 @@ def test_worker_hosts_cut_off_mid_flow(hosted_factory: Callable[..., HostedSyste
     settled = time.monotonic() - cut_at
 
     accepted = set(shoppers.accepted.values())
-    statuses = assert_promises_kept(hosted.database, hosted.system.initial_stock, accepted)
+    kept = assert_promises_kept(hosted.database, hosted.system.initial_stock, accepted)
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(kept.items()))
     stand_ins = hosted.stand_ins
     assert_no_double_effects_at_providers(hosted.database, stand_ins.stripe, stand_ins.sendgrid)
     audit = hosted.audit_from("api")
@@ -58,6 +59,7 @@ def test_worker_hosts_cut_off_mid_flow(hosted_factory: Callable[..., HostedSyste
     assert redriven > 0, "the sweeper re-drove nothing: were the cut hosts idle?"
     print(
         f"\nworker hosts cut: worker1 for {CUT_SECONDS:.0f} s, worker2 for good; "
-        f"{len(accepted)} orders accepted, at rest {settled:.0f} s after the cut: {statuses}; "
+        f"{len(accepted)} orders accepted, at rest {settled:.0f} s after the cut ({statuses}; "
+        "pending ones wait for their customer's 3-D Secure); "
         f"sweeps that re-drove orders: {redriven}; audit: {audit.stdout.strip()}"
     )
