@@ -109,7 +109,7 @@ class SystemProcesses:
             "--log-level",
             "warning",
         )
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90)
         return process
 
     def revive_exited(self) -> None:

@@ -21,8 +21,9 @@ ORDERS = int(os.environ.get("ORDERFLOW_HOSTS_ORDERS", "60"))
 WARM_UP = 6
 
 
-def _run(make: Callable[..., HostedSystem], worker_hosts: int) -> tuple[float, float]:
-    """Orders confirmed per second and seconds for the batch, with ``worker_hosts``."""
+def _run(make: Callable[..., HostedSystem], worker_hosts: int) -> tuple[float, float, float]:
+    """Orders confirmed per second, seconds for the batch and the machine's load average
+    (1 min) at its end, with ``worker_hosts``."""
     # A stall period longer than the run: the sweeper must not re-drive the queue's backlog.
     hosted = make(ORDERFLOW_SWEEP_STALL_SECONDS="120")
     hosted.start_api_host()
@@ -36,6 +37,7 @@ def _run(make: Callable[..., HostedSystem], worker_hosts: int) -> tuple[float, f
     hosted.place(timed, ORDERS, concurrency=16, first=WARM_UP)
     wait_until(lambda: hosted.count("confirmed") == WARM_UP + ORDERS, 300, interval=0.1)
     seconds = time.monotonic() - started
+    load = os.getloadavg()[0]
     wait_for_rest(hosted.database, 60)
     accepted = set(timed.accepted.values())
     assert len(accepted) == ORDERS
@@ -45,7 +47,7 @@ def _run(make: Callable[..., HostedSystem], worker_hosts: int) -> tuple[float, f
     assert_no_double_effects_at_providers(hosted.database, stand_ins.stripe, stand_ins.sendgrid)
     hosted.processes.stop()
     print(f"\n{worker_hosts} worker host(s): {ORDERS} orders in {seconds:.1f} s")
-    return ORDERS / seconds, seconds
+    return ORDERS / seconds, seconds, load
 
 
 def test_throughput_grows_with_worker_hosts(hosted_factory: Callable[..., HostedSystem]) -> None:
@@ -55,11 +57,10 @@ def test_throughput_grows_with_worker_hosts(hosted_factory: Callable[..., Hosted
         f"\nAcross hosts: {ORDERS} orders, Stripe {_ms(STRIPE_LATENCY)}, "
         f"SendGrid {_ms(SENDGRID_LATENCY)}, {WORKER_CONCURRENCY} prefork processes per host"
     )
-    print("| worker hosts | seconds | orders confirmed/s | vs 1 host |")
-    print("|---:|---:|---:|---:|")
-    for hosts, rate, seconds in rows:
-        print(f"| {hosts} | {seconds:.1f} | {rate:.1f} | {rate / base:.2f}x |")
-    print(f"load average: {os.getloadavg()[0]:.2f}")
+    print("| worker hosts | seconds | orders confirmed/s | vs 1 host | load average |")
+    print("|---:|---:|---:|---:|---:|")
+    for hosts, rate, seconds, load in rows:
+        print(f"| {hosts} | {seconds:.1f} | {rate:.1f} | {rate / base:.2f}x | {load:.1f} |")
 
 
 def _ms(latency: tuple[float, float]) -> str:
