@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: How long the API keeps an idle client connection open (``workers.launcher.api_command``).
+    api_keepalive_seconds: int = Field(default=75, ge=1, le=3600)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_host: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
