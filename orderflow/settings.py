@@ -29,6 +29,13 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = ""
+    #: A PostgreSQL that does not answer a connection attempt within this long is down:
+    #: the API answers 503, a task retries (libpq's ``connect_timeout``; at least 2 s).
+    database_connect_timeout_seconds: int = Field(default=3, ge=2, le=60)
+    #: A connection whose sent data stays unacknowledged this long, or whose server stops
+    #: answering keepalive probes, is dead (libpq's ``tcp_user_timeout`` and keepalives): a
+    #: network partition fails the request in seconds instead of hanging it for minutes.
+    database_network_timeout_seconds: float = Field(default=5.0, ge=1, le=600)
     redis_url: str = ""
     state_dir: Path = DEFAULT_STATE_DIR
 

@@ -100,7 +100,7 @@ class SystemProcesses:
     def start_api(self, port: int, name: str = "api") -> subprocess.Popen[bytes]:
         command = api_command(get_settings(), "127.0.0.1", port)
         process = self._start(name, *command, "--log-level", "warning")
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90)
         return process
 
     def revive_exited(self) -> None:
