@@ -16,8 +16,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from orderflow.settings import ConfigError, Settings
 
 
-def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
-    """Build the engine; called from start-up hooks, never at import time."""
+def make_engine(
+    settings: Settings, *, pool_size: int = 10, max_overflow: int | None = None
+) -> Engine:
+    """Build the engine; called from start-up hooks, never at import time. The pool keeps
+    up to ``pool_size`` connections and opens up to ``max_overflow`` more under a burst
+    (default: as many again); connections are opened on first need, never ahead."""
     if not settings.database_url:
         raise ConfigError(
             "ORDERFLOW_DATABASE_URL is not set: point it at PostgreSQL, e.g. "
@@ -26,7 +30,7 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
     engine = create_engine(
         settings.database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
         connect_args={"options": "-c timezone=UTC"},
     )

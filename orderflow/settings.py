@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     #: every step travel through its queue, e.g. to spread steps over dedicated workers.
     continue_steps_in_process: bool = True
 
+    #: Threads of the worker that runs the provider-bound steps (``make run``'s
+    #: ``worker-io``: charge, refund, e-mail, labels). Each waits on one provider call;
+    #: by Little's law, orders a second times the seconds of provider calls an order (about 0.5 s
+    #: with Stripe and SendGrid) is how many are busy at once.
+    provider_worker_threads: int = Field(default=64, ge=1, le=1000)
+
     log_level: str = "INFO"
     log_json: bool | None = None
 
