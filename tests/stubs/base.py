@@ -166,6 +166,8 @@ class StubServer:
         self._rng_lock = threading.Lock()
         #: Open client connections, closed by ``stop`` (keep-alive would outlive it).
         self._connections: set[socket.socket] = set()
+        #: Connections accepted so far: fewer than requests when clients keep them alive.
+        self.connections_opened = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -480,6 +482,7 @@ def _handler_class(stub: StubServer) -> type[BaseHTTPRequestHandler]:
         BaseHTTPRequestHandler.setup(self)
         with stub._meta_lock:
             stub._connections.add(self.connection)
+            stub.connections_opened += 1
 
     def finish(self: BaseHTTPRequestHandler) -> None:
         with stub._meta_lock:
