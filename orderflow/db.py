@@ -32,10 +32,21 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args=_connect_args(settings),
     )
     _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    """psycopg prepares a statement on the server once it ran it 5 times on a connection.
+    Behind PgBouncer in transaction mode before 1.21 (or without ``max_prepared_statements``)
+    the next transaction may land on a server connection that never saw it:
+    ``ORDERFLOW_DATABASE_PREPARED_STATEMENTS=false`` turns preparing off."""
+    args: dict[str, Any] = {"options": "-c timezone=UTC"}
+    if not settings.database_prepared_statements:
+        args["prepare_threshold"] = None
+    return args
 
 
 #: A pooled connection idle for longer than this is pinged before it is handed out.

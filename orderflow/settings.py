@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = ""
+    #: Off behind a transaction-pooling PgBouncer that cannot keep prepared statements
+    #: (before 1.21, or ``max_prepared_statements = 0``): see README, Scaling.
+    database_prepared_statements: bool = True
     redis_url: str = ""
     state_dir: Path = DEFAULT_STATE_DIR
 

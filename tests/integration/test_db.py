@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from orderflow.catalogue.service import NewProduct, create_product
-from orderflow.db import Database
+from orderflow.db import Database, make_engine
 from orderflow.models import Product
 from orderflow.money import Money
+from orderflow.settings import Settings
 
 
 def _products(database: Database) -> int:
@@ -44,3 +45,27 @@ def test_a_block_that_raises_before_committing_leaves_nothing(clean_database: Da
     with pytest.raises(RuntimeError):
         fail_half_way()
     assert _products(clean_database) == 0
+
+
+@pytest.mark.parametrize(("prepared", "threshold"), [(True, 5), (False, None)])
+def test_prepared_statements_can_be_turned_off_for_pgbouncer(
+    settings: Settings, prepared: bool, threshold: int | None
+) -> None:
+    """``ORDERFLOW_DATABASE_PREPARED_STATEMENTS=false``: psycopg never prepares, so a
+    statement run many times never names a prepared statement another server connection
+    (behind PgBouncer's transaction pooling) has not seen."""
+    configured = settings.model_copy(update={"database_prepared_statements": prepared})
+    engine = make_engine(configured, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            for _ in range(8):
+                assert connection.execute(text("SELECT 1")).scalar() == 1
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.prepare_threshold == threshold
+            prepared_here = connection.execute(
+                text("SELECT count(*) FROM pg_prepared_statements")
+            ).scalar()
+            assert (prepared_here or 0) > 0 if prepared else prepared_here == 0
+    finally:
+        engine.dispose()
