@@ -137,7 +137,7 @@ def test_provider_steps_on_32_threads_keep_the_promises(
         lambda: (
             _count(database, "SELECT count(DISTINCT order_id) FROM stock_reservations") == ORDERS
         ),
-        60,
+        SETTLE,
     )
     _schedule_again(database, Step.CHARGE_PAYMENT, ids)
     _schedule_again(database, Step.CHARGE_PAYMENT, ids)
