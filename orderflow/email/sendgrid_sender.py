@@ -113,8 +113,10 @@ class SendGridEmailSender:
             # URLError wraps refused connections and connect timeouts; a read timeout
             # surfaces as TimeoutError (an OSError); a dropped connection as
             # RemoteDisconnected (an HTTPException).
+            reason = getattr(exc, "reason", None)  # URLError's: what failed (no secrets)
             raise EmailProviderUnavailable(
                 f"could not reach SendGrid: {type(exc).__name__}"
+                + (f" ({str(reason)[:200]})" if reason else "")
             ) from exc
         return _message_id(response.headers) or message_id_header(message.message_key, self._from)
 
