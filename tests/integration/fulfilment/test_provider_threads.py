@@ -153,8 +153,10 @@ def test_provider_steps_on_32_threads_keep_the_promises(
     assert len(slow_stripe.succeeded_charges()) == ORDERS
     assert sorted(slow_sendgrid.count_by_key().values()) == [1] * ORDERS
     assert _count(database, "SELECT count(DISTINCT number) FROM invoices") == ORDERS
-    # The calls overlapped: one at a time, no two would start within 0.2 s of each other.
+    # The calls overlapped: each waits at least 0.2 s at Stripe, so one thread at a time
+    # never starts more than two within 0.2 s. (How many more depends on how fast the
+    # prefork worker reserves: on a loaded machine the charges trickle in.)
     starts = [r.at for r in slow_stripe.requests if r.path == "/v1/payment_intents"]
-    assert _most_within(starts, 0.2) >= 8
+    assert _most_within(starts, 0.2) >= 4
     log = (threads_system.log_dir / "worker-io.log").read_text(errors="replace")
     assert "database pool sized for the threads" in log
