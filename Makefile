@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run test e2e chromium venv lint chaos fuzz bench load hosts clean-state
+.PHONY: run test e2e chromium venv lint chaos fuzz bench bench-latency load hosts clean-state
 
 venv: $(STAMP)
 
@@ -70,6 +70,11 @@ hosts: venv
 
 bench: venv
 	$(BIN)/python -m bench.run_all
+
+# The pipeline with providers that take their time (Stripe 300 ms, SendGrid 150 ms stand-ins),
+# next to instant ones and to chains sleeping the same; about three minutes.
+bench-latency: venv
+	$(BIN)/python -m bench.pipeline --provider-latency realistic
 
 load: venv
 	$(BIN)/python -m bench.load

@@ -54,6 +54,15 @@ task_default_queue = "maintenance"
 #: Outgoing webhooks have a queue and a worker of their own (``workers.launcher``): a slow
 #: receiver never holds a worker of the order pipeline.
 WEBHOOK_QUEUE = "webhooks"
+
+#: The queues of the steps that wait on a provider (charge and refund, e-mail, labels): a
+#: worker of their own with Celery's ``threads`` pool (``workers.launcher``, compose's
+#: ``worker-io``), where a thread waiting 300 ms on Stripe holds a thread, not a process.
+PROVIDER_QUEUES = ("charge_payment", "send_email", "send_sms", "labels")
+#: The steps that work with our own CPU and database (the reservation, the invoice PDF) and
+#: the upkeep: the prefork pool, one process a core.
+CPU_QUEUES = tuple(queue for queue in STEP_QUEUES if queue not in PROVIDER_QUEUES)
+
 task_queues = tuple(Queue(name) for name in (*STEP_QUEUES, WEBHOOK_QUEUE))
 task_routes = {
     "orderflow.reserve_stock": {"queue": "reserve_stock"},

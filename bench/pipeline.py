@@ -298,7 +298,9 @@ def running_system(args: argparse.Namespace, name: str, users: int) -> Iterator[
 class Chains:
     """The baseline's producer: chains of no-op tasks, finished ones read from Redis."""
 
-    def __init__(self, redis_url: str, steps: int) -> None:
+    def __init__(
+        self, redis_url: str, steps: int, latencies: dict[str, tuple[float, float]] | None = None
+    ) -> None:
         os.environ["ORDERFLOW_REDIS_URL"] = redis_url  # what the worker's celeryconfig reads
         get_settings.cache_clear()
         from bench import noop_app
@@ -307,11 +309,12 @@ class Chains:
         noop_app.app.conf.broker_url = noop_app.app.conf.result_backend = redis_url
         self.noop = noop_app
         self.steps = steps
+        self.latencies = latencies
         self.store = redis.Redis.from_url(redis_url, socket_timeout=5)
 
     def place(self) -> tuple[str, float]:
         chain_id = uuid.uuid4().hex
-        self.noop.submit(chain_id, self.steps)
+        self.noop.submit(chain_id, self.steps, self.latencies)
         return chain_id, time.time()
 
     def poll(self, ids: list[str]) -> dict[str, tuple[float, bool]]:
@@ -439,7 +442,27 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     service_arguments(parser)
     parser.add_argument("--concurrency", default="1,2", help="worker pool sizes (default 1,2)")
-    parser.add_argument("--window", type=int, default=16, help="orders kept in flight")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="orders kept in flight (default 16; 128 with --provider-latency)",
+    )
+    parser.add_argument(
+        "--provider-latency",
+        choices=("local", "instant", "realistic"),
+        default="local",
+        help="local: the local providers, one worker at each --concurrency (the default); "
+        "realistic: the real adapters against the stand-ins at realistic latency, next to the "
+        "same at none and to a baseline of chains sleeping the latencies (bench.provider_latency); "
+        "instant: the stand-ins at none and the baseline only",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=64,
+        help="with --provider-latency: threads of the provider-bound steps' worker (default 64)",
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds a run")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--idle-orders", type=int, default=20, help="orders placed one by one")
@@ -455,6 +478,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     raw_name_argument(parser, "pipeline")
     args = parser.parse_args(argv)
     args.name = raw_name(args, "pipeline")
+    if args.window is None:
+        args.window = 16 if args.provider_latency == "local" else 128
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     if not all(1 <= c <= 16 for c in args.concurrency) or not 1 <= args.window <= 1000:
         parser.error("concurrency must be 1..16 and the window 1..1000")
@@ -621,6 +646,10 @@ def report(figures: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = arguments(argv)
     stop_on_sigterm()
+    if args.provider_latency != "local":
+        from bench import provider_latency
+
+        return provider_latency.main(args)
     print(
         f"pipeline: -c {','.join(map(str, args.concurrency))}, {args.window} in flight, "
         f"{args.duration:g} s a run after {args.warmup:g} s warm-up",

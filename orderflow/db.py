@@ -16,8 +16,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from orderflow.settings import ConfigError, Settings
 
 
-def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
-    """Build the engine; called from start-up hooks, never at import time."""
+def make_engine(
+    settings: Settings, *, pool_size: int = 10, max_overflow: int | None = None
+) -> Engine:
+    """Build the engine; called from start-up hooks, never at import time. The pool keeps
+    up to ``pool_size`` connections and opens up to ``max_overflow`` more under a burst
+    (default: as many again); connections are opened on first need, never ahead."""
     if not settings.database_url:
         raise ConfigError(
             "ORDERFLOW_DATABASE_URL is not set: point it at PostgreSQL, e.g. "
@@ -26,9 +30,9 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
     engine = create_engine(
         settings.database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
-        connect_args={"options": "-c timezone=UTC", **network_timeouts(settings)},
+        connect_args=_connect_args(settings),
     )
     _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine
@@ -50,6 +54,17 @@ def network_timeouts(settings: Settings) -> dict[str, int]:
         "keepalives_interval": max(1, int(network / 4)),
         "keepalives_count": 2,
     }
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    """psycopg prepares a statement on the server once it ran it 5 times on a connection.
+    Behind PgBouncer in transaction mode before 1.21 (or without ``max_prepared_statements``)
+    the next transaction may land on a server connection that never saw it:
+    ``ORDERFLOW_DATABASE_PREPARED_STATEMENTS=false`` turns preparing off."""
+    args: dict[str, Any] = {"options": "-c timezone=UTC", **network_timeouts(settings)}
+    if not settings.database_prepared_statements:
+        args["prepare_threshold"] = None
+    return args
 
 
 #: A pooled connection idle for longer than this is pinged before it is handed out.

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     #: answering keepalive probes, is dead (libpq's ``tcp_user_timeout`` and keepalives): a
     #: network partition fails the request in seconds instead of hanging it for minutes.
     database_network_timeout_seconds: float = Field(default=5.0, ge=1, le=600)
+    #: Off behind a transaction-pooling PgBouncer that cannot keep prepared statements
+    #: (before 1.21, or ``max_prepared_statements = 0``): see README, Scaling.
+    database_prepared_statements: bool = True
     redis_url: str = ""
     state_dir: Path = DEFAULT_STATE_DIR
 
@@ -110,6 +113,12 @@ class Settings(BaseSettings):
     #: of handing it to the relay and the broker (see ``outbox.Takeover``). Turn off to have
     #: every step travel through its queue, e.g. to spread steps over dedicated workers.
     continue_steps_in_process: bool = True
+
+    #: Threads of the worker that runs the provider-bound steps (``make run``'s
+    #: ``worker-io``: charge, refund, e-mail, labels). Each waits on one provider call;
+    #: by Little's law, orders a second times the seconds of provider calls an order (about 0.5 s
+    #: with Stripe and SendGrid) is how many are busy at once.
+    provider_worker_threads: int = Field(default=64, ge=1, le=1000)
 
     log_level: str = "INFO"
     log_json: bool | None = None

@@ -6,6 +6,11 @@ this worker serves their queues, are written to the outbox as already dispatched
 as a call of its own task: its own transactions, its own follow-ups. An order's happy path
 then takes one broker round trip instead of four, and no relay hop between steps.
 
+The steps of the happy path that another worker serves (the charge and the e-mail on the
+threads worker, the invoice on prefork: ``HANDED_OVER``) are taken over too and published
+to their queue by this worker as soon as the transaction commits, without waiting for the
+relay: one hop less, and the relay's work saved.
+
 A step run here that fails is published to its queue, as the relay would have done, and is
 retried from there like any other. If this process dies first, the sweeper finds the order
 stalled and schedules the step again: the same recovery as for a message the broker lost.
@@ -22,20 +27,30 @@ import structlog
 from celery import current_app
 
 from orderflow import outbox
+from orderflow.steps import Step
 from tasks import runtime
 from tasks.reporting import task_finished
 
 log = structlog.get_logger(__name__)
 
 
+#: Steps a worker publishes itself when it does not serve them. Each is one the sweeper
+#: schedules again for an order stalled before it (``fulfilment.sweeper``), so a worker that
+#: dies between the commit and the publish delays the order, never loses it.
+HANDED_OVER = frozenset(
+    step.value for step in (Step.CHARGE_PAYMENT, Step.GENERATE_INVOICE, Step.SEND_EMAIL)
+)
+
+
 @contextmanager
 def continuing() -> Iterator[None]:
-    """Run the block (a step's service call), then the steps it scheduled for this worker."""
-    topics = runtime.steps_served_here()
-    if not topics:
+    """Run the block (a step's service call), then the steps it scheduled: published first
+    for the other workers, then run here those this worker serves."""
+    served = runtime.steps_served_here()
+    if not served:
         yield
         return
-    with outbox.taking_over(topics) as takeover:
+    with outbox.taking_over(served | HANDED_OVER) as takeover:
         try:
             yield
         except BaseException:
@@ -43,7 +58,11 @@ def continuing() -> Iterator[None]:
             for topic, payload in takeover.committed:
                 hand_over(topic, payload)
             raise
+    mine = [(topic, payload) for topic, payload in takeover.committed if topic in served]
     for topic, payload in takeover.committed:
+        if topic not in served:
+            hand_over(topic, payload)
+    for topic, payload in mine:
         run_here(topic, payload)
 
 

@@ -317,7 +317,7 @@ class Pipelines:
         if self.kind != kind:
             self.stop()
             self.system = SystemProcesses(system_env(self.settings, **env), self.log_dir)
-            self.system.start_worker()
+            self.system.start_workers()
             self.system.start_relay()
             self.system.start_beat()
             self.kind = kind

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from celeryconfig import STEP_QUEUES
+from celeryconfig import CPU_QUEUES, PROVIDER_QUEUES, STEP_QUEUES
 from orderflow.embedded.child import spawn
 from orderflow.settings import get_settings
 from workers.launcher import api_command
@@ -47,19 +47,36 @@ class SystemProcesses:
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
-        """Start a worker on every queue and wait until it consumes."""
-        self.recipes[name] = lambda: self.start_worker(name, concurrency)
+    def start_worker(
+        self,
+        name: str = "worker",
+        concurrency: int = 2,
+        *,
+        queues: tuple[str, ...] = STEP_QUEUES,
+        pool: str = "prefork",
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker (on every step queue unless told) and wait until it consumes."""
+        self.recipes[name] = lambda: self.start_worker(name, concurrency, queues=queues, pool=pool)
         log = self.log_dir / f"{name}.log"
         seen = log.read_text(errors="replace").count(" ready.") if log.exists() else 0
         process = self._start(
-            name, "-m", "celery", "-A", "workers.app", "worker",
-            "-Q", ",".join(STEP_QUEUES), "-c", str(concurrency), "--loglevel", "INFO",
+            name, "-m", "celery", "-A", "workers.app", "worker", "--pool", pool,
+            "-Q", ",".join(queues), "-c", str(concurrency), "--loglevel", "INFO",
             "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         )  # fmt: skip
         wait_until(lambda: log.read_text(errors="replace").count(" ready.") > seen, 60)
         return process
+
+    def start_workers(
+        self, name: str = "worker", processes: int = 2, threads: int = 16
+    ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """The pipeline's workers as ``make run`` starts them: ``name`` on prefork for the
+        CPU-bound queues, ``{name}-io`` on threads for the provider-bound ones."""
+        return (
+            self.start_worker(name, processes, queues=CPU_QUEUES),
+            self.start_worker(f"{name}-io", threads, queues=PROVIDER_QUEUES, pool="threads"),
+        )
 
     def start_webhook_worker(
         self, name: str = "webhooks", concurrency: int = 4
@@ -102,6 +119,10 @@ class SystemProcesses:
         process = self._start(name, *command, "--log-level", "warning")
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90)
         return process
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a process that was killed again, as it was started the first time."""
+        return self.recipes[name]()
 
     def revive_exited(self) -> None:
         """Start again what exited on its own, as a supervisor does in production (compose's

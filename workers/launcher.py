@@ -2,7 +2,9 @@
 
 Starts an embedded PostgreSQL and Redis-compatible server unless ``ORDERFLOW_DATABASE_URL`` /
 ``ORDERFLOW_REDIS_URL`` point elsewhere, runs the migrations, the admin and the demo products,
-then supervises the API, a Celery worker, the outbox relay, beat and Flower in the foreground.
+then supervises the API, the Celery workers (prefork for the CPU-bound steps, threads for
+those waiting on a provider and for webhooks), the outbox relay, beat and Flower in the
+foreground.
 Ctrl-C, SIGTERM or SIGHUP stops everything it started; so does any child exiting on its own
 (then it exits non-zero naming the child). Every child also dies with the launcher
 (``PR_SET_PDEATHSIG``), so even a SIGKILLed launcher leaves no orphan."""
@@ -164,13 +166,21 @@ def api_command(settings: Settings, host: str, port: int) -> list[str]:
 
 
 def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Path) -> None:
-    from celeryconfig import STEP_QUEUES, WEBHOOK_QUEUE  # reads the settings: only once valid
+    from celeryconfig import CPU_QUEUES, PROVIDER_QUEUES, WEBHOOK_QUEUE  # reads the settings
 
     celery = ["-m", "celery", "-A", "workers.app"]
     supervisor.start("api", api_command(settings, settings.host, settings.port))
+    # Reservation, invoice PDF, upkeep: our own CPU and database, prefork (a process a core).
     supervisor.start(
-        "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(STEP_QUEUES)]
+        "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(CPU_QUEUES)]
     )
+    # Charge, refund, e-mail, labels: waiting on a provider, so threads (a thread waits on
+    # Stripe, not a process): ORDERFLOW_PROVIDER_WORKER_THREADS of them.
+    supervisor.start(
+        "worker-io",
+        [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(PROVIDER_QUEUES),
+         "--pool", "threads", "-c", str(settings.provider_worker_threads), "-n", "io@%h"],
+    )  # fmt: skip
     # Outgoing webhooks: a worker of their own, threads (each waits on a receiver, at most
     # ORDERFLOW_WEBHOOK_TIMEOUT_SECONDS), so a dead receiver never holds a pipeline worker.
     supervisor.start(

@@ -51,6 +51,22 @@ def _check_services(**_: Any) -> None:
     exit_on_config_error(lambda: check_services(get_settings()), program="orderflow worker")
 
 
+#: Pools whose tasks run as processes of their own, one task at a time each.
+_PROCESS_POOLS = ("celery.concurrency.prefork", "celery.concurrency.solo")
+
+
+@worker_init.connect
+def _size_database_pool(sender: Any = None, **_: Any) -> None:
+    """A worker whose pool runs tasks side by side in this process (``threads``, gevent,
+    eventlet) gets a database pool sized for its concurrency; prefork keeps the default."""
+    pool = getattr(sender, "pool_cls", None)
+    module = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    concurrency = getattr(sender, "concurrency", None)
+    if module and module not in _PROCESS_POOLS and isinstance(concurrency, int):
+        runtime.configure_pool(concurrency)
+        log.info("database pool sized for the threads", pool=runtime.pool_size())
+
+
 @worker_init.connect
 def _serve_steps_here(sender: Any = None, **_: Any) -> None:
     """The steps this worker runs itself when the step before schedules them (tasks.pipeline):

@@ -2,8 +2,9 @@
 
 ``SendGridAPIClient(api_key, host=...)`` takes the API host (a stub's address in tests,
 ``ORDERFLOW_SENDGRID_HOST``); the request goes through the SDK's ``python_http_client``
-with an explicit timeout (the SDK's ``send`` has none, so we call the same
-``client.mail.send.post`` it calls, with ``timeout=``).
+(over kept-alive connections: ``sendgrid_transport``) with an explicit timeout (the SDK's
+``send`` has none, so we call the same ``client.mail.send.post`` it calls, with
+``timeout=``).
 
 SendGrid has no idempotency key: a send whose answer is lost (timeout) may have been
 delivered, and a retry sends it again. We tag every message with ``custom_args.
@@ -19,6 +20,7 @@ import logging
 import urllib.error
 from typing import Any
 
+import httpx
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Header, Mail
@@ -33,6 +35,7 @@ from orderflow.email.sender import (
     EmailRejected,
     message_id_header,
 )
+from orderflow.email.sendgrid_transport import KEEP_ALIVE, KeptAliveClient
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -69,11 +72,18 @@ class SendGridEmailSender:
             raise ValueError("a SendGrid API key is required")
         _guard_sdk_logger()
         self._client = SendGridAPIClient(api_key=api_key, host=(host or DEFAULT_HOST).rstrip("/"))
+        # Kept-alive connections, shared by the worker's threads (the SDK opens one a send).
+        self._transport = httpx.Client(limits=KEEP_ALIVE, timeout=timeout)
+        self._client.client = KeptAliveClient.replacing(self._client.client, self._transport)
         self._from = from_address
         self._timeout = timeout
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(from_address={self._from!r})"
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._transport.close()
 
     def build_request_body(self, message: EmailMessage) -> dict[str, Any]:
         """The v3 ``/mail/send`` JSON body, built with the SDK's ``Mail`` helper."""
@@ -103,8 +113,10 @@ class SendGridEmailSender:
             # URLError wraps refused connections and connect timeouts; a read timeout
             # surfaces as TimeoutError (an OSError); a dropped connection as
             # RemoteDisconnected (an HTTPException).
+            reason = getattr(exc, "reason", None)  # URLError's: what failed (no secrets)
             raise EmailProviderUnavailable(
                 f"could not reach SendGrid: {type(exc).__name__}"
+                + (f" ({str(reason)[:200]})" if reason else "")
             ) from exc
         return _message_id(response.headers) or message_id_header(message.message_key, self._from)
 

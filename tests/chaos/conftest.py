@@ -56,7 +56,7 @@ class ChaosSystem:
         self.processes.start_relay()
         self.processes.start_beat()
         for index in range(workers):
-            self.processes.start_worker(f"worker{index or ''}")
+            self.processes.start_workers(f"worker{index or ''}")
 
     def stock_up(self, products: int = 5, stock: int = 60) -> None:
         with self.database.unit_of_work() as session:

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from orderflow.catalogue.service import NewProduct, create_product
@@ -70,3 +70,27 @@ def test_a_database_that_never_answers_fails_a_connection_within_the_connect_tim
         waited = time.monotonic() - started
         engine.dispose()
     assert 1.5 <= waited < 10
+
+
+@pytest.mark.parametrize(("prepared", "threshold"), [(True, 5), (False, None)])
+def test_prepared_statements_can_be_turned_off_for_pgbouncer(
+    settings: Settings, prepared: bool, threshold: int | None
+) -> None:
+    """``ORDERFLOW_DATABASE_PREPARED_STATEMENTS=false``: psycopg never prepares, so a
+    statement run many times never names a prepared statement another server connection
+    (behind PgBouncer's transaction pooling) has not seen."""
+    configured = settings.model_copy(update={"database_prepared_statements": prepared})
+    engine = make_engine(configured, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            for _ in range(8):
+                assert connection.execute(text("SELECT 1")).scalar() == 1
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.prepare_threshold == threshold
+            prepared_here = connection.execute(
+                text("SELECT count(*) FROM pg_prepared_statements")
+            ).scalar()
+            assert (prepared_here or 0) > 0 if prepared else prepared_here == 0
+    finally:
+        engine.dispose()

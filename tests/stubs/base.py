@@ -1,5 +1,9 @@
 """Shared machinery of the wire-level stand-ins: a real HTTP server in a thread, request
-recording and fault injection (answer 5xx/429, or hang for a while).
+recording, fault injection (answer 5xx/429, or hang for a while) and latency.
+
+The server speaks HTTP/1.1 with keep-alive (the SDKs reuse their connections, as they do
+with the real providers) and runs every connection on a thread of its own, so a latency of
+300 ms holds one request, never the others: a thousand requests in flight take 300 ms.
 
 A subclass implements :meth:`StubServer.handle` (one parsed request in, one response out)
 and :meth:`StubServer.fault_body` (the provider-shaped error body for an injected status).
@@ -9,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import socket
 import threading
 import time
 from collections import deque
@@ -112,6 +118,36 @@ class _Fault:
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie"})
 
 
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """How long the stand-in takes to answer a request it processes: ``mean`` ± ``jitter``
+    seconds, drawn uniformly for each request. The request is processed (its effect saved)
+    first, then the answer waits, as a provider's own processing time would."""
+
+    mean: float = 0.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mean < 0 or self.jitter < 0 or self.jitter > self.mean:
+            raise ValueError("a latency needs 0 <= jitter <= mean")
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.uniform(self.mean - self.jitter, self.mean + self.jitter)
+
+    @classmethod
+    def parse(cls, text: str) -> Latency:
+        """``"300"`` or ``"300+-100"`` / ``"300±100"`` milliseconds."""
+        mean, _, jitter = text.replace("±", "+-").partition("+-")
+        return cls(float(mean) / 1000, float(jitter or 0) / 1000)
+
+    def __str__(self) -> str:
+        return f"{self.mean * 1000:g}±{self.jitter * 1000:g} ms"
+
+
+#: No added latency: the stand-in answers as fast as it can.
+INSTANT = Latency()
+
+
 class StubServer:
     """A ThreadingHTTPServer on 127.0.0.1 (port 0 by default) run in a daemon thread.
 
@@ -122,9 +158,16 @@ class StubServer:
     #: Name used in thread names and the ``Server`` header.
     name = "stub"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: Latency = INSTANT) -> None:
         self._host = host
         self._port = port
+        self.latency = latency
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        #: Open client connections, closed by ``stop`` (keep-alive would outlive it).
+        self._connections: set[socket.socket] = set()
+        #: Connections accepted so far: fewer than requests when clients keep them alive.
+        self.connections_opened = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -139,7 +182,7 @@ class StubServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = ThreadingHTTPServer((self._host, self._port), _handler_class(self))
+        server = _Server((self._host, self._port), _handler_class(self))
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
@@ -160,6 +203,11 @@ class StubServer:
         self._stopping.set()
         server.shutdown()
         server.server_close()
+        with self._meta_lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:  # a stopped provider answers nothing, kept-alive or not
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -184,6 +232,17 @@ class StubServer:
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    def set_latency(self, latency: Latency) -> None:
+        """From the next request on, answers take ``latency`` (``INSTANT``: none)."""
+        self.latency = latency
+
+    def _delay(self) -> float:
+        latency = self.latency
+        if latency.mean <= 0:
+            return 0.0
+        with self._rng_lock:
+            return latency.draw(self._rng)
 
     # -- fault injection ----------------------------------------------------------------
 
@@ -364,8 +423,8 @@ class StubServer:
             return
         response = self._safe_handle(request)
         self._record(request, response.status, fault, response.note)
-        if fault is not None:
-            self._stopping.wait(fault.seconds)
+        # Neither the latency nor a hang holds a lock: other requests go on meanwhile.
+        self._stopping.wait((fault.seconds if fault is not None else 0.0) + self._delay())
         self._send(handler, response)
 
     def _safe_handle(self, request: StubRequest) -> StubResponse:
@@ -388,6 +447,12 @@ class StubServer:
             if response.body and handler.command != "HEAD":
                 handler.wfile.write(response.body)
             handler.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    #: socketserver's default backlog of 5 resets connections when dozens of clients
+    #: (a worker's threads) connect at once.
+    request_queue_size = 1024
 
 
 def _with_header(response: StubResponse, name: str, value: str) -> StubResponse:
@@ -413,10 +478,28 @@ def _handler_class(stub: StubServer) -> type[BaseHTTPRequestHandler]:
     def run(self: BaseHTTPRequestHandler) -> None:
         stub._dispatch(self)
 
+    def setup(self: BaseHTTPRequestHandler) -> None:
+        BaseHTTPRequestHandler.setup(self)
+        with stub._meta_lock:
+            stub._connections.add(self.connection)
+            stub.connections_opened += 1
+
+    def finish(self: BaseHTTPRequestHandler) -> None:
+        with stub._meta_lock:
+            stub._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            BaseHTTPRequestHandler.finish(self)
+
     def quiet(self: BaseHTTPRequestHandler, format: str, *args: Any) -> None:
         return None
 
-    methods: dict[str, Callable[..., None] | str] = {
+    methods: dict[str, Callable[..., None] | str | int] = {
+        "setup": setup,
+        "finish": finish,
+        # Keep-alive, as the providers speak it: the SDKs' pools reuse connections.
+        "protocol_version": "HTTP/1.1",
+        # An idle kept-alive connection is closed after this long (its thread ends).
+        "timeout": 60,
         "do_GET": run,
         "do_POST": run,
         "do_DELETE": run,

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.stubs.base import StubRequest, StubResponse, StubServer
+from tests.stubs.base import INSTANT, Latency, StubRequest, StubResponse, StubServer
 
 DEFAULT_API_KEY = "SG.orderflow-stub.0123456789abcdef"
 #: Headers SendGrid refuses in ``headers`` (they are set from other fields).
@@ -69,9 +69,13 @@ class SendGridStub(StubServer):
     name = "sendgrid-stub"
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: Latency = INSTANT,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency)
         self.api_key = api_key
         self._sent: list[SentMail] = []
 

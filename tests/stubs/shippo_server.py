@@ -13,7 +13,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.stubs.base import StubRequest, StubResponse, StubServer
+from tests.stubs.base import INSTANT, Latency, StubRequest, StubResponse, StubServer
 
 DEFAULT_API_KEY = "shippo_test_orderflow_stub_0123456789"
 #: The rates every shipment is offered: (carrier, service token, amount).
@@ -32,9 +32,13 @@ class ShippoStub(StubServer):
     name = "shippo-stub"
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: Latency = INSTANT,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency)
         self.api_key = api_key
         self.shipments: dict[str, dict[str, Any]] = {}
         self.rates: dict[str, dict[str, Any]] = {}

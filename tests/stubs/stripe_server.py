@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.stubs.base import StubRequest, StubResponse, StubServer
+from tests.stubs.base import INSTANT, Latency, StubRequest, StubResponse, StubServer
 
 DEFAULT_API_KEY = "sk_test_orderflow_stub_0123456789"
 API_VERSION = "2025-01-27.acacia"
@@ -249,9 +249,13 @@ class StripeStub(StubServer):
     name = "stripe-stub"
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: Latency = INSTANT,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, latency)
         self.api_key = api_key
         self._intents: dict[str, dict[str, Any]] = {}
         self._charges: dict[str, dict[str, Any]] = {}

@@ -182,6 +182,16 @@ def test_wire_format_of_a_send(
     assert [c["type"] for c in sent.body["content"]] == ["text/plain", "text/html"]
 
 
+def test_sends_reuse_one_kept_alive_connection(
+    sendgrid_sender: SendGridEmailSender, sendgrid_stub: SendGridStub
+) -> None:
+    for number in range(5):
+        sendgrid_sender.send(confirmation(f"ord_{number}"))
+
+    assert len(sendgrid_stub.messages()) == 5
+    assert sendgrid_stub.connections_opened == 1  # the SDK alone opens one a send
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_error_is_unavailable(
     sendgrid_sender: SendGridEmailSender, sendgrid_stub: SendGridStub, status: int

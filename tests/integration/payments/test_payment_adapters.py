@@ -7,7 +7,9 @@ Stripe provider and are tested against the stub at the end.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from orderflow.payments import (
 from orderflow.payments.stripe_provider import StripePaymentProvider
 from orderflow.settings import Settings
 from tests.stubs import ADAPTER_TEST_TIMEOUT, STRIPE_WEBHOOK_SECRET
+from tests.stubs.base import Latency
 from tests.stubs.stripe_server import DEFAULT_API_KEY as STRIPE_STUB_API_KEY
 from tests.stubs.stripe_server import StripeStub
 
@@ -312,6 +315,31 @@ def test_refund_of_unknown_intent_is_not_found(payments: PaymentBackend, order_i
 
 
 # -- Stripe only: the wire, and the faults ----------------------------------------------
+
+
+def test_one_provider_charges_from_32_threads_at_once(stripe_stub: StripeStub) -> None:
+    """As on the provider worker's threads: one adapter shared, the calls overlap (0.2 s
+    each, 96 of them in well under 96 times 0.2 s), each thread keeps its connection alive, and
+    every charge happens once."""
+    stripe_stub.set_latency(Latency(0.2, 0.0))
+    provider = StripePaymentProvider(STRIPE_STUB_API_KEY, api_base=stripe_stub.url, timeout=5)
+    ids = [new_id("ord") for _ in range(96)]
+    barrier, backend = threading.Barrier(32), PaymentBackend("stripe", provider, stub=stripe_stub)
+
+    def charge_three(first: int) -> list[PaymentResult]:
+        barrier.wait()
+        return [charge(backend, order_id) for order_id in ids[first::32]]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(32) as pool:
+        results = [r for batch in pool.map(charge_three, range(32)) for r in batch]
+    elapsed = time.monotonic() - started
+    provider.close()
+
+    assert {r.status for r in results} == {IntentStatus.SUCCEEDED}
+    assert sorted(len(stripe_stub.succeeded_charges(i)) for i in ids) == [1] * 96
+    assert elapsed < 96 * 0.2 / 4
+    assert stripe_stub.connections_opened <= 32
 
 
 def test_wire_format_of_a_charge(

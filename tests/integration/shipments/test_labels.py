@@ -74,7 +74,7 @@ def test_the_sweeper_redrives_a_label_purchase_whose_message_was_lost(
     its label ``pending``; untouched for a stall period, the sweeper schedules it again."""
     mug = make_product()
     order = confirmed_order((mug, 1))
-    local_pipeline.kill("worker")
+    local_pipeline.kill("worker-io")  # the labels' worker
     try:
         shipment = admin.post(f"/orders/{order['id']}/shipments", json={"buy_label": True}).json()
 
@@ -90,7 +90,7 @@ def test_the_sweeper_redrives_a_label_purchase_whose_message_was_lost(
             work = find_stalled_work(session, 0)
         assert Redrive(Step.BUY_LABEL, order["id"], {"shipment_id": shipment["id"]}) in work
     finally:
-        local_pipeline.start_worker()
+        local_pipeline.restart("worker-io")
     wait_until(
         lambda: admin.get(f"/shipments/{shipment['id']}").json()["label_status"] == "purchased",
         60,
