@@ -200,8 +200,9 @@ def measure_one(
     load_before = _load()
     confirmed = _confirmed(database_url) if launcher_pid is not None else 0
     spies = []
-    if args.profile and server.name == "system":
-        spies = [PySpy(server.pid, Path(args.profile) / "intake-wrk-api.folded", subprocesses=True)]
+    if args.profile and server.name != "bare":
+        out = Path(args.profile) / f"intake-wrk-{label}.folded"
+        spies = [PySpy(server.pid, out, subprocesses=True)]
     meter.start()
     with profiling(spies):
         figures = run_wrk(server.port, script, args.connections, args.threads, args.duration,
