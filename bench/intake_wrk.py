@@ -325,7 +325,7 @@ def start(
         }
         launcher = children.start(f"system{number}", "-m", "workers.launcher", env=system_env)
     url = f"http://127.0.0.1:{port}/healthz"
-    wait_until(lambda: answers(url), 120, name, children)
+    wait_until(lambda: answers(url), 300, name, children)
     if launcher is not None:
         time.sleep(args.settle)  # the workers, beat and Flower finish starting
         pid = _api_pid(launcher)
