@@ -124,12 +124,14 @@ def strict_layer(app: Any) -> ASGIApp:
     """The app-wide dependency ``strict_request`` on the real ``POST /orders`` route."""
     from starlette.requests import Request
 
+    from api.routers import orders
     from api.strict import strict_request
 
-    from api.routers import orders
-
-    route = next(r for r in orders.router.routes
-                 if getattr(r, "path", "") == "/orders" and "POST" in getattr(r, "methods", ()))  # fmt: skip
+    route = next(
+        r
+        for r in orders.router.routes
+        if getattr(r, "path", "") == "/orders" and "POST" in getattr(r, "methods", ())
+    )
 
     async def checked(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request({**scope, "route": route}, receive)
