@@ -240,7 +240,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 children.start(target.process, *uvicorn_args(app, target.port, args.processes))
             for target in (real, baseline):
                 url = f"http://127.0.0.1:{target.port}/healthz"
-                wait_until(lambda url=url: answers(url), 60, target.name, children)
+                wait_until(lambda url=url: answers(url), 300, target.name, children)
             print(
                 f"intake: {args.duration:g} s a level after {args.warmup:g} s warm-up; "
                 f"uvicorn, {args.processes} process(es) for each server",
