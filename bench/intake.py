@@ -68,7 +68,7 @@ PROCESSES = os.cpu_count() or 1
 ORDERS_PATH = "/api/v1/orders"
 CARTS_PATH = "/api/v1/carts"
 #: Carts filled per client beyond the body mode's rate, so the window never runs out.
-CART_MARGIN = 1.3
+CART_MARGIN = 2.0
 BASELINE_APP = "bench.baseline_app:create_app"
 
 

@@ -359,9 +359,9 @@ def report(figures: dict[str, Any]) -> str:
     ]
     medians = {name: _median(figures.get(name, []), "rps") for name in TARGETS}
     p99 = {name: _median(figures.get(name, []), "p99_ms") for name in TARGETS}
-    if medians.get("bare"):
+    if medians["bare"] > 0:  # measured (NaN compares false)
         for name in ("system", "api"):
-            if medians.get(name):
+            if medians[name] > 0:
                 lines.append(
                     f"{name} / bare: {medians[name] / medians['bare']:.2f}x (medians"
                     f" {medians[name]:.0f} / {medians['bare']:.0f} orders/s), p99 {p99[name]:.0f}"
