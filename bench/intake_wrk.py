@@ -10,8 +10,8 @@ fresh ``Idempotency-Key`` on every request, made by a Lua script):
   The warm-up builds a backlog, so the workers are fulfilling orders throughout the window
   (the orders confirmed a second inside it are reported, and the CPU of the processes
   behind the API);
-* **api alone**: the same API command (uvicorn as the launcher starts it, the launcher's
-  environment) with nothing behind it;
+* **api alone**: the same API command (``workers.launcher.api_command``, with
+  ``PROMETHEUS_MULTIPROC_DIR`` as under the launcher) with nothing behind it;
 * **bare**: ``bench/baseline_app.py`` (FastAPI and the same engine inserting the order row
   and its outbox row in one transaction), alone, with as many uvicorn processes.
 
@@ -55,10 +55,11 @@ from bench.common import (
     wait_until,
 )
 from bench.profiling import PySpy, profiling
+from orderflow.settings import Settings
+from workers.launcher import api_command
 
 ORDERS_PATH = "/api/v1/orders"
 BASELINE_APP = "bench.baseline_app:create_app"
-API_APP = "api.app:create_app"
 TARGETS = ("system", "api", "bare")
 
 #: The Lua side of wrk: every request a fresh Idempotency-Key (the run, the thread, a count),
@@ -312,7 +313,8 @@ def start(
     elif name == "api":
         metrics = scratch / f"metrics-api-{number}"  # as under the launcher
         metrics.mkdir()
-        pid = children.start(f"api{number}", *uvicorn_args(API_APP, port, processes),
+        command = api_command(Settings(api_processes=processes), "127.0.0.1", port)
+        pid = children.start(f"api{number}", *command,
                              env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)})  # fmt: skip
         launcher = None
     else:
