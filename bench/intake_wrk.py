@@ -181,6 +181,7 @@ def _api_pid(launcher_pid: int) -> int:
 def measure_one(
     server: Server,
     script: Path,
+    scripted: tuple[list[str], list[str]],
     args: argparse.Namespace,
     scratch: Path,
     database_url: str,
@@ -189,7 +190,9 @@ def measure_one(
 ) -> dict[str, Any]:
     """Warm-up, then the measured wrk run, with the CPU of the API (and of what runs behind
     it) and, for the system, the orders confirmed meanwhile."""
-    run_wrk(server.port, script, args.connections, args.threads, args.warmup,
+    # The warm-up's keys are its own: the measured run's must never replay one of them.
+    warm_script = write_script(script.with_suffix(".warmup.lua"), *scripted, f"{label}w")
+    run_wrk(server.port, warm_script, args.connections, args.threads, args.warmup,
             scratch / f"wrk-{label}-warmup.log")  # fmt: skip
     groups = {"api": lambda: CpuMeter.tree(server.pid)}
     if launcher_pid is not None:
@@ -278,8 +281,9 @@ def measure(args: argparse.Namespace, bodies_of: Any) -> dict[str, Any]:
                                       bodies, f"{name}{number}")  # fmt: skip
                 with Children(env, scratch) as children:
                     server, launcher = start(name, children, env, scratch, args, number)
-                    summary = measure_one(server, script, args, scratch, database_url,
-                                          launcher, f"{name}{number}")  # fmt: skip
+                    scripted = (seeded.tokens, bodies)
+                    summary = measure_one(server, script, scripted, args, scratch,
+                                          database_url, launcher, f"{name}{number}")  # fmt: skip
                     children.check()
                 results[name].append(summary)
                 say(summary)
