@@ -190,58 +190,95 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Body orders and cart checkouts are measured in alternating blocks of this many, so that
+#: drift on a shared machine falls on both alike.
+BLOCK = 10
+
+
 def _intake(
     recorder: Recorder, settings: Any, seeded: Any, rng: random.Random, n: int
 ) -> list[str]:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.routers.orders import _render_created
-    from orderflow import idempotency
     from orderflow.db import Database, make_engine
-    from orderflow.orders import service as orders
 
     ids: list[str] = []
     with TestClient(create_app(settings)) as client:
         headers = {"Authorization": f"Bearer {seeded.tokens[0]}"}
-        for number in range(n + 20):
-            body = order_body(seeded.product_ids, rng)
-            key = {"Idempotency-Key": uuid.uuid4().hex}
-            if number < 20:  # warm-up: imports, caches, connections
-                client.post("/api/v1/orders", json=body, headers=headers | key)
-                continue
-            with recorder.phase("intake: POST /orders (in-process HTTP)"):
-                answer = client.post("/api/v1/orders", json=body, headers=headers | key)
-            if answer.status_code != 201:
-                raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
-            ids.append(answer.json()["id"])
-        ids += _cart_checkouts_over_http(recorder, client, headers, seeded, rng, n)
+        # Warm-up: imports, caches, connections.
+        ids += _body_orders_over_http(recorder, client, headers, seeded, rng, 20, warm=20)
+        ids += _cart_checkouts_over_http(recorder, client, headers, seeded, rng, 5, warm=5)
+        for block in range(0, n, BLOCK):
+            count = min(BLOCK, n - block)
+            ids += _body_orders_over_http(recorder, client, headers, seeded, rng, count)
+            ids += _cart_checkouts_over_http(recorder, client, headers, seeded, rng, count)
     database = Database(make_engine(settings, pool_size=2))
     try:
-        for number in range(n):
-            body = order_body(seeded.product_ids, rng)
-            command = orders.PlaceOrder(
-                customer_id=seeded.user_ids[1],
-                items=[orders.LineRequest(i["product_id"], i["quantity"]) for i in body["items"]],
-                shipping_address=body["shipping_address"],
-                payment_method=body["payment_method"],
-            )
-            request = idempotency.IdempotentRequest(
-                caller_id=seeded.user_ids[1], key=uuid.uuid4().hex, fingerprint="f" * 64,
-                ttl_hours=24,
-            )  # fmt: skip
-            name = "intake: place_order_idempotently + commit (service only)"
-            with (
-                recorder.phase(name) if number >= 5 else contextlib.nullcontext(),
-                database.unit_of_work() as session,
-            ):
-                viewer = orders.Viewer(seeded.user_ids[1], is_admin=False)
-                orders.place_order_idempotently(session, viewer, command, request, _render_created)
-                session.commit()
-        _cart_checkouts_in_service(recorder, database, seeded, rng, n)
+        _body_orders_in_service(recorder, database, seeded, rng, 5, warm=5)
+        _cart_checkouts_in_service(recorder, database, seeded, rng, 5, warm=5)
+        for block in range(0, n, BLOCK):
+            count = min(BLOCK, n - block)
+            _body_orders_in_service(recorder, database, seeded, rng, count)
+            _cart_checkouts_in_service(recorder, database, seeded, rng, count)
     finally:
         database.dispose()
     return ids
+
+
+def _body_orders_over_http(
+    recorder: Recorder,
+    client: Any,
+    headers: dict[str, str],
+    seeded: Any,
+    rng: random.Random,
+    n: int,
+    warm: int = 0,
+) -> list[str]:
+    """``n`` orders with their lines in the body; the first ``warm`` not measured."""
+    ids = []
+    for number in range(n):
+        body = order_body(seeded.product_ids, rng)
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        with (
+            recorder.phase("intake: POST /orders (in-process HTTP)")
+            if number >= warm
+            else contextlib.nullcontext()
+        ):
+            answer = client.post("/api/v1/orders", json=body, headers=headers | key)
+        if answer.status_code != 201:
+            raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
+        ids.append(answer.json()["id"])
+    return ids
+
+
+def _body_orders_in_service(
+    recorder: Recorder, database: Any, seeded: Any, rng: random.Random, n: int, warm: int = 0
+) -> None:
+    from api.routers.orders import _render_created
+    from orderflow import idempotency
+    from orderflow.orders import service as orders
+
+    for number in range(n):
+        body = order_body(seeded.product_ids, rng)
+        command = orders.PlaceOrder(
+            customer_id=seeded.user_ids[1],
+            items=[orders.LineRequest(i["product_id"], i["quantity"]) for i in body["items"]],
+            shipping_address=body["shipping_address"],
+            payment_method=body["payment_method"],
+        )
+        request = idempotency.IdempotentRequest(
+            caller_id=seeded.user_ids[1], key=uuid.uuid4().hex, fingerprint="f" * 64,
+            ttl_hours=24,
+        )  # fmt: skip
+        name = "intake: place_order_idempotently + commit (service only)"
+        with (
+            recorder.phase(name) if number >= warm else contextlib.nullcontext(),
+            database.unit_of_work() as session,
+        ):
+            viewer = orders.Viewer(seeded.user_ids[1], is_admin=False)
+            orders.place_order_idempotently(session, viewer, command, request, _render_created)
+            session.commit()
 
 
 def _cart_items(seeded: Any, rng: random.Random) -> list[dict[str, Any]]:
@@ -257,11 +294,13 @@ def _cart_checkouts_over_http(
     seeded: Any,
     rng: random.Random,
     n: int,
+    warm: int = 0,
 ) -> list[str]:
-    """Fill a cart (POST /carts with two lines, PUT a third), then check it out."""
+    """Fill a cart (POST /carts with two lines, PUT a third), then check it out; ``n``
+    times, the first ``warm`` not measured."""
     ids = []
-    for number in range(n + 5):
-        measured = number >= 5
+    for number in range(n):
+        measured = number >= warm
         items = _cart_items(seeded, rng)
         with recorder.phase("cart: POST /carts, 2 items") if measured else contextlib.nullcontext():
             cart = client.post("/api/v1/carts", json={"items": items[:2]}, headers=headers)
@@ -289,7 +328,7 @@ def _cart_checkouts_over_http(
 
 
 def _cart_checkouts_in_service(
-    recorder: Recorder, database: Any, seeded: Any, rng: random.Random, n: int
+    recorder: Recorder, database: Any, seeded: Any, rng: random.Random, n: int, warm: int = 0
 ) -> None:
     from api.routers.orders import _render_created
     from orderflow import idempotency
@@ -314,7 +353,7 @@ def _cart_checkouts_in_service(
         )
         name = "intake: checkout {cart_id}, place_order_idempotently + commit (service only)"
         with (
-            recorder.phase(name) if number >= 5 else contextlib.nullcontext(),
+            recorder.phase(name) if number >= warm else contextlib.nullcontext(),
             database.unit_of_work() as session,
         ):
             viewer = orders.Viewer(customer, is_admin=False)

@@ -47,8 +47,20 @@ def configured_secrets(settings: Settings) -> list[str]:
 class Redactor:
     """A structlog processor masking secret keys and cutting configured secret values."""
 
+    #: Keys remembered as secret-sounding or not; the same few keys recur on every line.
+    KNOWN_KEYS = 4096
+
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted(set(secrets), key=len, reverse=True)
+        self._secret_keys: dict[str, bool] = {}
+
+    def _secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = SECRET_KEYS.search(key) is not None
+            if len(self._secret_keys) < self.KNOWN_KEYS:
+                self._secret_keys[key] = known
+        return known
 
     def __call__(
         self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
@@ -58,7 +70,7 @@ class Redactor:
         return event_dict
 
     def _clean(self, key: str, value: Any) -> Any:
-        if isinstance(key, str) and SECRET_KEYS.search(key) and value not in (None, "", False):
+        if isinstance(key, str) and self._secret_key(key) and value not in (None, "", False):
             return REDACTED
         if isinstance(value, str):
             return self._cut(value)

@@ -59,9 +59,15 @@ class Supervisor:
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     hurry: bool = False
 
-    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        nice: int = 0,
+    ) -> None:
         env = {**self.env, **(extra_env or {})}
-        self.children[name] = spawn([sys.executable, *args], None, env=env)
+        self.children[name] = spawn([sys.executable, *args], None, env=env, nice=nice)
 
     def check(self) -> None:
         """Raise ``ChildExited`` naming the first child that is no longer running."""
@@ -158,10 +164,13 @@ def api_command(settings: Settings, host: str, port: int) -> list[str]:
     ``ORDERFLOW_API_KEEPALIVE_SECONDS`` (uvicorn's own default is 5 s): a server that closes an
     idle keep-alive connection races the client's next request on it, which then fails with
     "server disconnected" (a 502 behind a proxy). Kept longer than the clients' and proxies'
-    idle timeouts, it is always their side that closes."""
+    idle timeouts, it is always their side that closes. ``ORDERFLOW_API_PROCESSES`` above 1
+    serves it with that many processes (``--workers``)."""
+    processes = settings.api_processes
     return [
         "-m", "uvicorn", "api.app:create_app", "--factory", "--host", host, "--port", str(port),
         "--timeout-keep-alive", str(settings.api_keepalive_seconds),
+        *(["--workers", str(processes)] if processes > 1 else []),
     ]  # fmt: skip
 
 
@@ -170,9 +179,14 @@ def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Pa
 
     celery = ["-m", "celery", "-A", "workers.app"]
     supervisor.start("api", api_command(settings, settings.host, settings.port))
+    # Everything else fulfils orders: on a shared host it yields the CPU to the API, which
+    # accepts them (ORDERFLOW_WORKER_NICE; inherited by the pool processes they fork).
+    nice = settings.worker_nice
     # Reservation, invoice PDF, upkeep: our own CPU and database, prefork (a process a core).
     supervisor.start(
-        "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(CPU_QUEUES)]
+        "worker",
+        [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(CPU_QUEUES)],
+        nice=nice,
     )
     # Charge, refund, e-mail, labels: waiting on a provider, so threads (a thread waits on
     # Stripe, not a process): ORDERFLOW_PROVIDER_WORKER_THREADS of them.
@@ -180,6 +194,7 @@ def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Pa
         "worker-io",
         [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(PROVIDER_QUEUES),
          "--pool", "threads", "-c", str(settings.provider_worker_threads), "-n", "io@%h"],
+        nice=nice,
     )  # fmt: skip
     # Outgoing webhooks: a worker of their own, threads (each waits on a receiver, at most
     # ORDERFLOW_WEBHOOK_TIMEOUT_SECONDS), so a dead receiver never holds a pipeline worker.
@@ -187,13 +202,15 @@ def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Pa
         "webhooks",
         [*celery, "worker", "--loglevel", "INFO", "-Q", WEBHOOK_QUEUE, "--pool", "threads",
          "-c", "8", "-n", "webhooks@%h"],
+        nice=nice,
     )  # fmt: skip
-    supervisor.start("relay", ["-m", "workers.relay"])
+    supervisor.start("relay", ["-m", "workers.relay"], nice=nice)
     schedule = settings.state_dir.resolve() / "celerybeat-schedule"
-    supervisor.start("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+    beat = [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+    supervisor.start("beat", beat, nice=nice)
     # Flower keeps its own metrics (its /metrics page); they are not the pipeline's.
     flower_env = {MULTIPROC_ENV: str(flower_metrics)}
-    supervisor.start("flower", ["-m", "workers.flower"], flower_env)  # credentials: its env
+    supervisor.start("flower", ["-m", "workers.flower"], flower_env, nice=nice)  # credentials: env
 
 
 def _check_ports_free(settings: Settings, patience: float = 10.0) -> None:

@@ -23,15 +23,19 @@ _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _dying_with_parent(sig: int) -> Callable[[], None] | None:
+def _dying_with_parent(sig: int, nice: int = 0) -> Callable[[], None] | None:
     """The kernel sends ``sig`` to the child when the thread that started it ends (so start
-    servers from the main thread). Runs after ``setuid``, which would clear it otherwise."""
-    if _prctl is None:
-        return None
+    servers from the main thread). Runs after ``setuid``, which would clear it otherwise.
+    With ``nice``, the child (and all it forks) also runs that much below our priority."""
     prctl = _prctl
+    if prctl is None and not nice:
+        return None
 
     def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, sig)
+        if nice:
+            os.nice(nice)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, sig)
 
     return arm
 
@@ -44,10 +48,12 @@ def spawn(
     user: str | None = None,
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a session of its own, so a Ctrl-C reaches only us and we stop the
     children in order. ``env`` is added to ours. Output goes to ``log``, or to our own.
-    ``cwd`` is entered before switching to ``user``, so ``user`` need not reach it."""
+    ``cwd`` is entered before switching to ``user``, so ``user`` need not reach it.
+    ``nice``: how much lower the child's scheduling priority is than ours (0..19)."""
     handle = log.open("ab") if log is not None else None
     try:
         return subprocess.Popen(
@@ -57,7 +63,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             cwd=cwd,
-            preexec_fn=_dying_with_parent(death_signal),
+            preexec_fn=_dying_with_parent(death_signal, nice),
             start_new_session=True,
             **identity(user),
         )

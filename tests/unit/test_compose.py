@@ -176,3 +176,13 @@ def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_api_outweighs_everything_that_fulfils(services: dict[str, dict[str, Any]]) -> None:
+    """On a busy host accepting orders goes first: cpu_shares as make run's nice does."""
+    api = services["api"].get("cpu_shares", 1024)
+    fulfilling = [n for n in _ours(services) if n.startswith("worker") or n in
+                  ("relay", "beat", "flower")]  # fmt: skip
+    assert len(fulfilling) >= 5
+    for name in fulfilling:
+        assert services[name]["cpu_shares"] * 4 <= api, name

@@ -1,4 +1,5 @@
-"""What ``make run`` tells an operator about the ``orderflow`` command."""
+"""What ``make run`` tells an operator about the ``orderflow`` command, and how it starts
+the system: the API ahead of everything that fulfils orders."""
 
 from __future__ import annotations
 
@@ -9,7 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from workers.launcher import operator_commands, write_run_env
+from orderflow.embedded.child import spawn
+from orderflow.settings import Settings
+from workers.launcher import Supervisor, _start_system, operator_commands, write_run_env
+
+
+class Recorded(Supervisor):
+    """What would be started, with which priority, without starting it."""
+
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        nice: int = 0,
+    ) -> None:
+        self.started[name] = (args, nice)
+
+    def __init__(self) -> None:
+        super().__init__(env={})
+        self.started: dict[str, tuple[list[str], int]] = {}
 
 
 def test_the_banner_shows_where_the_orderflow_command_is(tmp_path: Path) -> None:
@@ -49,3 +69,32 @@ def test_the_run_env_file_exports_the_embedded_servers_for_the_owner_only(
 def test_no_file_when_no_server_was_started(tmp_path: Path, embedded: dict[str, str]) -> None:
     assert write_run_env(tmp_path, embedded) is None
     assert not (tmp_path / "run.env").exists()
+
+
+@pytest.mark.parametrize(("nice", "processes"), [(10, 1), (15, 3), (0, 1)])
+def test_everything_but_the_api_yields_the_cpu(tmp_path: Path, nice: int, processes: int) -> None:
+    settings = Settings(worker_nice=nice, api_processes=processes, state_dir=tmp_path)
+    supervisor = Recorded()
+    _start_system(supervisor, settings, tmp_path / "flower-metrics")
+    api_args, api_nice = supervisor.started.pop("api")
+    assert api_nice == 0
+    assert ("--workers" in api_args) == (processes > 1)
+    if processes > 1:
+        assert api_args[api_args.index("--workers") + 1] == str(processes)
+    assert {"worker", "webhooks", "relay", "beat", "flower"} <= set(supervisor.started)
+    assert {name: n for name, (_, n) in supervisor.started.items()} == dict.fromkeys(
+        supervisor.started, nice
+    )
+
+
+def test_a_child_started_nicer_runs_at_that_priority_and_so_do_its_own(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    # The child reports its niceness and that of a process it forks (a Celery pool's case).
+    script = (
+        "import os, subprocess, sys; print(os.nice(0)); sys.stdout.flush(); "
+        "subprocess.run([sys.executable, '-c', 'import os; print(os.nice(0))'])"
+    )
+    child = spawn([sys.executable, "-c", script], log, nice=7)
+    assert child.wait(30) == 0
+    expected = min(os.nice(0) + 7, 19)
+    assert log.read_text().split() == [str(expected), str(expected)]
