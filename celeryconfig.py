@@ -60,6 +60,7 @@ task_routes = {
     "orderflow.generate_invoice": {"queue": "generate_invoice"},
     "orderflow.send_email": {"queue": "send_email"},
     "orderflow.refund_payment": {"queue": "charge_payment"},
+    "orderflow.issue_credit_note": {"queue": "generate_invoice"},
     "orderflow.buy_label": {"queue": "labels"},
     "orderflow.void_label": {"queue": "labels"},
     "orderflow.track_shipment": {"queue": "labels"},

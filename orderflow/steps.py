@@ -17,6 +17,7 @@ class Step(StrEnum):
     GENERATE_INVOICE = "orderflow.generate_invoice"
     SEND_EMAIL = "orderflow.send_email"
     REFUND_PAYMENT = "orderflow.refund_payment"
+    ISSUE_CREDIT_NOTE = "orderflow.issue_credit_note"
     BUY_LABEL = "orderflow.buy_label"
     VOID_LABEL = "orderflow.void_label"
     TRACK_SHIPMENT = "orderflow.track_shipment"
@@ -28,6 +29,10 @@ class EmailKind(StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    #: Sent once per succeeded refund (``refund_id``) and once per change of the order
+    #: (``change_id``, the id of its ``order_updated`` event), not once per order.
+    REFUNDED = "refunded"
+    UPDATED = "updated"
 
 
 def schedule(session: Session, step: Step, order_id: str, **kwargs: Any) -> None:

@@ -41,6 +41,7 @@ _ON_ENTRY: dict[str, EventType] = {
     OrderEventType.PAYMENT_SUCCEEDED: EventType.PAYMENT_SUCCEEDED,
     OrderEventType.PAYMENT_FAILED: EventType.PAYMENT_FAILED,
     OrderEventType.INVOICE_GENERATED: EventType.INVOICE_GENERATED,
+    OrderEventType.ORDER_UPDATED: EventType.ORDER_UPDATED,
 }
 
 
