@@ -78,7 +78,7 @@ def lower_reservations(
     for product_id, quantity in sorted(lowered):
         row = session.execute(
             _LOWER if quantity > 0 else _RELEASE_LINE,
-            {"order_id": order_id, "product_id": product_id, "quantity": quantity},
+            {"lower_order_id": order_id, "lower_product_id": product_id, "new_quantity": quantity},
         ).first()
         if row is not None and row.given > 0:
             given.append((product_id, int(row.given)))
@@ -96,8 +96,8 @@ def lower_reservations(
 
 _reservations = table_of(StockReservation)
 _this_live_reservation = (
-    (_reservations.c.order_id == bindparam("order_id"))
-    & (_reservations.c.product_id == bindparam("product_id"))
+    (_reservations.c.order_id == bindparam("lower_order_id"))
+    & (_reservations.c.product_id == bindparam("lower_product_id"))
     & _reservations.c.released_at.is_(None)
 )
 #: The reservation's old quantity is read in the UPDATE's FROM (a self-join on the locked
@@ -106,9 +106,9 @@ _old = _reservations.alias("old")
 _LOWER = (
     update(_reservations)
     .where(_this_live_reservation, _old.c.id == _reservations.c.id)
-    .where(_reservations.c.quantity > bindparam("quantity"))
-    .values(quantity=bindparam("quantity"))
-    .returning((_old.c.quantity - bindparam("quantity")).label("given"))
+    .where(_reservations.c.quantity > bindparam("new_quantity"))
+    .values(quantity=bindparam("new_quantity"))
+    .returning((_old.c.quantity - bindparam("new_quantity")).label("given"))
 )
 _RELEASE_LINE = (
     update(_reservations)

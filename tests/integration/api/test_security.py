@@ -64,6 +64,9 @@ OWNER_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/orders/{{order_id}}/events"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/invoice"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/refunds"),
+    ("PATCH", f"{PREFIX}/orders/{{order_id}}"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/credit-notes"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/credit-notes/{{number}}.pdf"),
     ("GET", f"{PREFIX}/customers/{{customer_id}}/orders"),
     ("GET", f"{PREFIX}/carts/{{cart_id}}"),
     ("DELETE", f"{PREFIX}/carts/{{cart_id}}"),
@@ -228,6 +231,7 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         endpoint_id="we_missing",
         delivery_id="whd_1",
         shipment_id=world.shipments[0],
+        number="CN-2026-000001",
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -267,6 +271,9 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         },
         ("POST", f"{PREFIX}/orders"): order_body((world.products[0], 1)),
         ("PUT", f"{PREFIX}/orders/{{order_id}}/status"): {"status": "shipped"},
+        ("PATCH", f"{PREFIX}/orders/{{order_id}}"): {
+            "shipping_address": {**order_body()["shipping_address"], "line1": "1 Changed St"}
+        },
         ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
         ("POST", f"{PREFIX}/carts"): {"items": [{"product_id": world.products[0], "quantity": 1}]},
         ("PUT", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"): {"quantity": 2},
