@@ -1048,7 +1048,7 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
     tmp_path: Path,
 ) -> None:
     """The invoice of an order cancelled after it was issued stays (numbers are gapless);
-    the audit once called that a violation."""
+    the audit once called that a violation. Its refund gets a credit note instead."""
     owner, product = make_user(), make_product(price=1000, stock=5)
     provider, sender = LocalPaymentProvider(), LocalEmailSender(tmp_path, "orders@example.com")
     with database.unit_of_work() as session:
@@ -1067,6 +1067,12 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
         session.commit()
     refund_payment(database, provider, order_id)
     send_email(database, sender, order_id, EmailKind.CANCELLED)
+    with database.unit_of_work() as session:  # the refund after the invoice: its credit note
+        (refund,) = OrderRepository(session).refunds_of(order_id)
+        note = issue_credit_note(session, order_id, refund.id)
+        assert note is not None
+        assert (note.amount, note.invoice_number) == (1000, f"INV-{note.year}-000001")
+        session.commit()
     with database.unit_of_work() as session:
         assert session.scalar(select(Order.payment_status).where(Order.id == order_id)) == (
             "refunded"
