@@ -362,6 +362,12 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
         ["422"],
         "a tracking status (not pending or cancelled), at most a day ahead",
     ),
+    (
+        "PATCH",
+        "/api/v1/orders/{order_id}",
+        ["422"],
+        "shipping_address or items (at least one), each product once",
+    ),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 

@@ -78,6 +78,17 @@ def upgrade() -> None:
         "orders", sa.Column("reduced_amount", sa.BigInteger, nullable=False, server_default="0")
     )
     op.create_check_constraint("orders_reduced_amount", "orders", "reduced_amount >= 0")
+    # What the sweeper looks for every few seconds: succeeded refunds owing a credit note or
+    # an e-mail, changes owing an e-mail (recent ones: partial indexes stay small).
+    op.create_index(
+        "refunds_succeeded", "refunds", ["updated_at"], postgresql_where="status = 'succeeded'"
+    )
+    op.create_index(
+        "order_events_changes",
+        "order_events",
+        ["created_at"],
+        postgresql_where="type = 'order_updated'",
+    )
     # E-mails sent once per refund or per change are claimed as "<kind>:<id>".
     op.alter_column("emails", "kind", type_=sa.String(64))
     op.execute(_RESERVATIONS)
@@ -99,6 +110,8 @@ def downgrade() -> None:
     op.execute(_RESERVATIONS_BEFORE)
     op.execute("DELETE FROM emails WHERE length(kind) > 16")
     op.alter_column("emails", "kind", type_=sa.String(16))
+    op.drop_index("order_events_changes", table_name="order_events")
+    op.drop_index("refunds_succeeded", table_name="refunds")
     op.drop_constraint("orders_reduced_amount", "orders")
     op.drop_column("orders", "reduced_amount")
     op.drop_index("credit_notes_order", table_name="credit_notes")
