@@ -231,7 +231,7 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         endpoint_id="we_missing",
         delivery_id="whd_1",
         shipment_id=world.shipments[0],
-        number="CN-2026-000001",
+        number=world.credit_notes[0],
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -271,8 +271,10 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         },
         ("POST", f"{PREFIX}/orders"): order_body((world.products[0], 1)),
         ("PUT", f"{PREFIX}/orders/{{order_id}}/status"): {"status": "shipped"},
+        # The pending order's one line at the quantity it has: only the address changes.
         ("PATCH", f"{PREFIX}/orders/{{order_id}}"): {
-            "shipping_address": {**order_body()["shipping_address"], "line1": "1 Changed St"}
+            "shipping_address": {**order_body()["shipping_address"], "line1": "1 Changed St"},
+            "items": [{"product_id": world.products[0], "quantity": 1}],
         },
         ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
         ("POST", f"{PREFIX}/carts"): {"items": [{"product_id": world.products[0], "quantity": 1}]},
