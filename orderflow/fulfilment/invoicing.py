@@ -49,7 +49,8 @@ def generate_invoice(session: Session, order_id: str) -> None:
         order_id, OrderEventType.INVOICE_GENERATED, SYSTEM_ACTOR, {"number": number}
     )
     schedule(session, Step.SEND_EMAIL, order_id, kind=EmailKind.CONFIRMATION.value)
-    schedule_owed_credit_notes(orders, order)
+    if order.refunded_amount > 0:  # refunds that succeeded before the invoice: credit them
+        schedule_owed_credit_notes(orders, order)
 
 
 def invoice_pdf(session: Session, order_id: str) -> bytes | None:

@@ -39,8 +39,10 @@ class World:
     refund_ids: tuple[str, str]
 
 
-def paid_and_invoiced(database: Database, customer: User, *lines: tuple[Product, int]) -> str:
-    """An order placed, reserved, charged on the local provider and invoiced."""
+def paid_and_invoiced(
+    database: Database, customer: User, *lines: tuple[Product, int], invoiced: bool = True
+) -> str:
+    """An order placed, reserved, charged on the local provider and invoiced (or not yet)."""
     with database.unit_of_work() as session:
         order = place_order(session, place_command(customer.id, *((p.id, q) for p, q in lines)))
         session.commit()
@@ -60,9 +62,10 @@ def paid_and_invoiced(database: Database, customer: User, *lines: tuple[Product,
     with database.unit_of_work() as session:
         record_charge_result(session, result, order_id=order.id)
         session.commit()
-    with database.unit_of_work() as session:
-        generate_invoice(session, order.id)
-        session.commit()
+    if invoiced:
+        with database.unit_of_work() as session:
+            generate_invoice(session, order.id)
+            session.commit()
     return order.id
 
 
@@ -250,4 +253,38 @@ def test_a_change_refund_is_capped_by_what_is_left_to_refund(
         (500, RefundStatus.PENDING),
     ]
     refund_and_credit(clean_database, order_id, refunds[1].id)
+    assert _money_violations(clean_database) == set()
+
+
+def test_a_refund_before_the_invoice_is_credited_once_the_invoice_exists(
+    clean_database: Database,
+    make_user: Callable[..., User],
+    make_product: Callable[..., Product],
+) -> None:
+    customer, pen = make_user(), make_product(price=1000, stock=10)
+    order_id = paid_and_invoiced(clean_database, customer, (pen, 2), invoiced=False)
+    with clean_database.unit_of_work() as session:
+        refund = request_refund(session, order_id, Money(300, "usd"), "scratched", "admin")
+        session.commit()
+    refund_payment(clean_database, PROVIDER, order_id, refund.id)
+    with clean_database.unit_of_work() as session:  # no invoice yet: nothing to credit
+        assert issue_credit_note(session, order_id, refund.id) is None
+        session.commit()
+    with clean_database.unit_of_work() as session:
+        generate_invoice(session, order_id)
+        session.commit()
+    with clean_database.unit_of_work() as session:
+        scheduled = session.scalars(
+            text(
+                "SELECT payload->>'refund_id' FROM outbox "
+                "WHERE topic = 'orderflow.issue_credit_note' AND order_id = :o"
+            ),
+            {"o": order_id},
+        ).all()
+        # Not when the refund succeeded (no invoice then): by the invoice step.
+        assert scheduled == [refund.id]
+        note = issue_credit_note(session, order_id, refund.id)
+        assert note is not None
+        assert (note.amount, note.refund_id) == (300, refund.id)
+        session.commit()
     assert _money_violations(clean_database) == set()
