@@ -702,7 +702,7 @@ def test_hostile_text_in_every_path_id(
         url = path.format(
             order_id=segment, product_id=segment, customer_id=segment, intent_id=segment,
             cart_id=segment, key_id=segment, event_id=segment, endpoint_id=segment,
-            delivery_id=segment, shipment_id=segment,
+            delivery_id=segment, shipment_id=segment, number=segment,
         )  # fmt: skip
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])
