@@ -71,6 +71,7 @@ task_routes = {
     "orderflow.send_email": {"queue": "send_email"},
     "orderflow.send_sms": {"queue": "send_sms"},
     "orderflow.refund_payment": {"queue": "charge_payment"},
+    "orderflow.issue_credit_note": {"queue": "generate_invoice"},
     "orderflow.buy_label": {"queue": "labels"},
     "orderflow.void_label": {"queue": "labels"},
     "orderflow.track_shipment": {"queue": "labels"},

@@ -99,6 +99,28 @@ REFUND = {
     "updated_at": CREATED,
 }
 
+ORDER_CHANGE_REQUEST = {"items": [{"product_id": PRODUCT_ID, "quantity": 2}]}
+ADDRESS_CHANGE_REQUEST = {"shipping_address": {**ADDRESS, "line1": "500 Park Ave"}}
+CHANGED_ORDER = {
+    **ORDER,
+    "payment_status": "partially_refunded",
+    "subtotal": 10050,
+    "total": 10050,
+    "items": [{**ORDER["items"][0], "quantity": 2, "subtotal": 10050}],  # type: ignore[index]
+    "refunded_amount": 5025,
+    "refundable_amount": 10050,
+}
+CREDIT_NOTE = {
+    "number": "CN-2026-000001",
+    "order_id": ORDER_ID,
+    "refund_id": "ref_01m8kz3q9c4x7h2v6b5n8t1r0d",
+    "invoice_number": "INV-2026-000001",
+    "amount": 5025,
+    "currency": "usd",
+    "issued_at": UPDATED,
+    "url": f"/api/v1/orders/{ORDER_ID}/credit-notes/CN-2026-000001.pdf",
+}
+
 PENDING_ORDER = {
     **ORDER,
     "status": "pending",

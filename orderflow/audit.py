@@ -52,7 +52,7 @@ _CHECKS: dict[str, str] = {
                || ', ordered ' || coalesce(l.quantity, 0)
         FROM stock_reservations r LEFT JOIN order_lines l
           ON l.order_id = r.order_id AND l.product_id = r.product_id
-        WHERE l.id IS NULL OR l.quantity <> r.quantity""",
+        WHERE (l.id IS NULL AND r.released_at IS NULL) OR l.quantity <> r.quantity""",
     "reservation_all_or_none": """
         SELECT l.order_id, count(r.id) || ' of ' || count(l.id) || ' lines reserved'
         FROM order_lines l LEFT JOIN stock_reservations r
@@ -70,9 +70,10 @@ _CHECKS: dict[str, str] = {
         SELECT o.id, 'status ' || o.status || ', charge ' || coalesce(p.status, 'none')
         FROM orders o LEFT JOIN payments p ON p.order_id = o.id AND p.kind = 'charge'
         WHERE o.status IN ('confirmed', 'shipped', 'delivered')
-          AND (p.status IS DISTINCT FROM 'succeeded' OR p.amount <> o.total_amount
-               OR p.currency <> o.currency)""",
-    # Every paid order's capture equals its total in its currency. The one exception is an
+          AND (p.status IS DISTINCT FROM 'succeeded'
+               OR p.amount <> o.total_amount + o.reduced_amount OR p.currency <> o.currency)""",
+    # Every paid order's capture equals its total in its currency, plus what changes took off
+    # its lines after it was paid (``reduced_amount``, PATCH /orders/{id}). The one exception is an
     # order the provider captured a wrong amount for: it failed with that reason and its
     # capture goes back in full (``ended_order_refunded`` checks that it did).
     "captured_money_adds_up": """
@@ -82,7 +83,8 @@ _CHECKS: dict[str, str] = {
         FROM orders o LEFT JOIN payments p
           ON p.order_id = o.id AND p.kind = 'charge' AND p.status = 'succeeded'
         WHERE (o.payment_status = 'paid' OR p.id IS NOT NULL)
-          AND (p.id IS NULL OR p.amount <> o.total_amount OR p.currency <> o.currency)
+          AND (p.id IS NULL OR p.amount <> o.total_amount + o.reduced_amount
+               OR p.currency <> o.currency)
           AND NOT (o.failure_reason IS NOT DISTINCT FROM 'payment_amount_mismatch'
                    AND o.status IN ('failed', 'cancelled'))""",
     # Refunds (pending + succeeded) within the capture: a CHECK on orders enforces it; the
@@ -101,6 +103,37 @@ _CHECKS: dict[str, str] = {
             FROM refunds GROUP BY order_id) r ON r.order_id = o.id
         WHERE o.refunded_amount <> coalesce(r.done, 0)
            OR o.refund_pending_amount <> coalesce(r.pending, 0)""",
+    # The same from the refund rows themselves: what they give back (pending + succeeded)
+    # never exceeds the charge the provider captured.
+    "refunds_within_charge": """
+        SELECT r.order_id, 'refunds of ' || sum(r.amount) || ' ' || min(r.currency)
+               || ' for a capture of ' || coalesce(max(c.amount), 0)
+        FROM refunds r LEFT JOIN payments c
+          ON c.order_id = r.order_id AND c.kind = 'charge' AND c.status = 'succeeded'
+        WHERE r.status IN ('pending', 'succeeded')
+        GROUP BY r.order_id HAVING sum(r.amount) > coalesce(max(c.amount), 0)""",
+    # Credit notes (fulfilment/crediting.py): numbered without gaps per year, one per refund,
+    # each of its refund's order, amount and currency and issued for a refund that succeeded
+    # (one that later failed keeps its document: it stays listed here as a failed refund).
+    "credit_note_numbers_gapless": """
+        SELECT year::text, 'numbers ' || min(sequence) || '..' || max(sequence)
+               || ' but ' || count(*) || ' credit notes'
+        FROM credit_notes GROUP BY year
+        HAVING min(sequence) <> 1 OR max(sequence) <> count(*)""",
+    "credit_note_matches_refund": """
+        SELECT n.number, 'credits ' || n.amount || ' ' || n.currency || ' of order '
+               || n.order_id || ' for refund ' || r.id || ' (' || r.status || ') of '
+               || r.amount || ' ' || r.currency || ' of order ' || r.order_id
+        FROM credit_notes n JOIN refunds r ON r.id = n.refund_id
+        WHERE n.amount <> r.amount OR n.currency <> r.currency OR n.order_id <> r.order_id
+           OR r.status <> 'succeeded'
+           OR n.number <> 'CN-' || n.year || '-' || lpad(n.sequence::text, 6, '0')""",
+    "credit_note_for_every_refund_after_invoice": """
+        SELECT r.order_id, 'refund ' || r.id || ' of ' || r.amount || ' ' || r.currency
+               || ' succeeded on invoiced order without a credit note'
+        FROM refunds r JOIN invoices i ON i.order_id = r.order_id
+        LEFT JOIN credit_notes n ON n.refund_id = r.id
+        WHERE r.status = 'succeeded' AND n.id IS NULL""",
     "captured_amount_is_the_charge": """
         SELECT o.id, 'captured_amount ' || o.captured_amount || ', charge '
                || coalesce(c.amount::text, 'none')
@@ -174,7 +207,8 @@ _CHECKS: dict[str, str] = {
         FROM order_events t LEFT JOIN events e ON e.id = t.id
         WHERE e.id IS NULL AND t.created_at > now() - interval '29 days'
           AND (t.type IN ('order_placed', 'payment_succeeded', 'payment_failed',
-                          'invoice_generated', 'payment_refunded', 'refund_failed')
+                          'invoice_generated', 'payment_refunded', 'refund_failed',
+                          'order_updated')
                OR (t.type = 'status_changed' AND t.data->>'to' IN
                    ('confirmed', 'failed', 'cancelled', 'shipped', 'delivered')))""",
     "event_sequence_gapless": """

@@ -24,6 +24,7 @@ class OrderEventType(StrEnum):
     REFUND_REQUESTED = "refund_requested"
     PAYMENT_REFUNDED = "payment_refunded"
     REFUND_FAILED = "refund_failed"
+    CREDIT_NOTE_ISSUED = "credit_note_issued"
     PAYMENT_ANOMALY = "payment_anomaly"
     INVOICE_GENERATED = "invoice_generated"
     EMAIL_SENT = "email_sent"

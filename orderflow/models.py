@@ -179,6 +179,9 @@ class Order(Base):
     captured_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refund_pending_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: What changes (``PATCH /orders/{id}``) took off the lines of the order once it was
+    #: paid: its capture is its total plus this (the audit checks it).
+    reduced_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
     #: The cart the order was placed from, if any: at most one order per cart (the unique
     #: constraint). Not a foreign key: the order keeps it after the cart is purged.
     cart_id: Mapped[str | None] = mapped_column(String(40))
@@ -423,13 +426,49 @@ class Invoice(Base):
     __table_args__ = (UniqueConstraint("year", "sequence", name="invoices_year_sequence"),)
 
 
+class CreditNoteCounter(Base):
+    """Last credit note number issued per year; its row lock makes numbers gapless."""
+
+    __tablename__ = "credit_note_counters"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
+class CreditNote(Base):
+    """The document that reduces an issued invoice by one succeeded refund (``CN-…``)."""
+
+    __tablename__ = "credit_notes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"), unique=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    year: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: The invoice it credits.
+    invoice_number: Mapped[str] = mapped_column(String(32))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        UniqueConstraint("year", "sequence", name="credit_notes_year_sequence"),
+        CheckConstraint("amount > 0", name="credit_notes_amount"),
+        Index("credit_notes_order", "order_id", "sequence"),
+    )
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
 class EmailRecord(Base):
-    """One e-mail of each kind per order, whatever retries happen."""
+    """One e-mail of each kind per order, whatever retries happen; the kinds sent once per
+    refund or per change carry its id (``refunded:ref_…``)."""
 
     __tablename__ = "emails"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(8))
     recipient: Mapped[str] = mapped_column(String(320))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))

@@ -18,6 +18,7 @@ class Step(StrEnum):
     SEND_EMAIL = "orderflow.send_email"
     SEND_SMS = "orderflow.send_sms"
     REFUND_PAYMENT = "orderflow.refund_payment"
+    ISSUE_CREDIT_NOTE = "orderflow.issue_credit_note"
     BUY_LABEL = "orderflow.buy_label"
     VOID_LABEL = "orderflow.void_label"
     TRACK_SHIPMENT = "orderflow.track_shipment"
@@ -29,6 +30,10 @@ class EmailKind(StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    #: Sent once per succeeded refund (``refund_id``) and once per change of the order
+    #: (``change_id``, the id of its ``order_updated`` event), not once per order.
+    REFUNDED = "refunded"
+    UPDATED = "updated"
 
 
 class SmsKind(StrEnum):

@@ -18,6 +18,7 @@ TASK_MODULES = [
     "tasks.reserve_stock",
     "tasks.charge_payment",
     "tasks.generate_invoice",
+    "tasks.issue_credit_note",
     "tasks.send_email",
     "tasks.send_sms",
     "tasks.refund_payment",

@@ -14,7 +14,7 @@ from api.schemas.common import (
     WholeNumber,
     with_examples,
 )
-from orderflow.models import Order, OrderEvent, Refund
+from orderflow.models import CreditNote, Order, OrderEvent, Refund
 from orderflow.statuses import OrderStatus, PaymentStatus, RefundStatus, ShippingStatus
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
@@ -61,6 +61,29 @@ class OrderCreate(RequestBody):
     ]
     customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
         default=None, description="admins only, with `items`: order for this customer"
+    )
+
+
+class LineChange(RequestBody):
+    product_id: Annotated[str, Field(min_length=1, max_length=40)]
+    quantity: Annotated[
+        int,
+        Field(ge=0, le=1000, strict=True, description="the new quantity, lower; 0 removes"),
+        WholeNumber,
+    ]
+
+
+class OrderChangeIn(RequestBody):
+    """What to change; at least one of the two (else 422)."""
+
+    model_config = with_examples(ex.ORDER_CHANGE_REQUEST, ex.ADDRESS_CHANGE_REQUEST)
+
+    shipping_address: ShippingAddress | None = Field(
+        default=None, description="the new address; only until the first shipment"
+    )
+    items: Annotated[list[LineChange], Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="lines to lower or remove (quantity 0), once each; other lines stay",
     )
 
 
@@ -178,6 +201,32 @@ class RefundOut(BaseModel):
             reason=refund.reason,
             created_at=refund.created_at,
             updated_at=refund.updated_at,
+        )
+
+
+class CreditNoteOut(BaseModel):
+    model_config = with_examples(ex.CREDIT_NOTE)
+
+    number: str
+    order_id: str
+    refund_id: str
+    invoice_number: str = Field(description="the invoice it credits")
+    amount: int
+    currency: str
+    issued_at: datetime
+    url: str = Field(description="where its PDF is")
+
+    @classmethod
+    def of(cls, note: CreditNote) -> CreditNoteOut:
+        return cls(
+            number=note.number,
+            order_id=note.order_id,
+            refund_id=note.refund_id,
+            invoice_number=note.invoice_number,
+            amount=note.amount,
+            currency=note.currency,
+            issued_at=note.issued_at,
+            url=f"/api/v1/orders/{note.order_id}/credit-notes/{note.number}.pdf",
         )
 
 

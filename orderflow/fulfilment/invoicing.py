@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orderflow.event_types import OrderEventType
+from orderflow.fulfilment.crediting import schedule_owed_credit_notes
 from orderflow.invoices.document import InvoiceDocument
 from orderflow.invoices.pdf import render_pdf
 from orderflow.models import Invoice, InvoiceCounter, Order, table_of
@@ -48,6 +49,8 @@ def generate_invoice(session: Session, order_id: str) -> None:
         order_id, OrderEventType.INVOICE_GENERATED, SYSTEM_ACTOR, {"number": number}
     )
     schedule(session, Step.SEND_EMAIL, order_id, kind=EmailKind.CONFIRMATION.value)
+    if order.refunded_amount > 0:  # refunds that succeeded before the invoice: credit them
+        schedule_owed_credit_notes(orders, order)
 
 
 def invoice_pdf(session: Session, order_id: str) -> bytes | None:

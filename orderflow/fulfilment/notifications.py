@@ -9,9 +9,10 @@ reach the provider twice).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -20,9 +21,9 @@ from orderflow.email import EmailMessage, EmailSender
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.idempotency import email_message_key
-from orderflow.models import EmailRecord, Order, User, table_of
+from orderflow.models import EmailRecord, Order, OrderEvent, Refund, User, table_of
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
-from orderflow.statuses import OrderStatus
+from orderflow.statuses import OrderStatus, RefundStatus
 from orderflow.steps import EmailKind
 
 #: The statuses that call for each e-mail; an order that moved on is owed the earlier ones.
@@ -34,6 +35,11 @@ EMAIL_STATUSES: dict[EmailKind, tuple[OrderStatus, ...]] = {
     EmailKind.FAILED: (OrderStatus.FAILED,),
 }
 
+#: Kinds sent once per refund or per change of the order, not once per order.
+PER_OCCURRENCE = frozenset({EmailKind.REFUNDED, EmailKind.UPDATED})
+#: How far back the sweeper looks for those that are owed.
+OCCURRENCE_WINDOW = timedelta(days=3)
+
 #: How long a claim protects a send in progress; past it, the sender is presumed dead (a
 #: send takes at most the provider timeout and its retries' backoff is outside the claim).
 CLAIM_LEASE = timedelta(minutes=2)
@@ -44,12 +50,23 @@ _SUBJECTS = {
     EmailKind.DELIVERED: "Your order {id} was delivered",
     EmailKind.CANCELLED: "Your order {id} was cancelled",
     EmailKind.FAILED: "We could not complete your order {id}",
+    EmailKind.REFUNDED: "We refunded {amount} for your order {id}",
+    EmailKind.UPDATED: "Your order {id} was changed",
 }
 
 
-def send_email(database: Database, sender: EmailSender, order_id: str, kind: EmailKind) -> None:
+def send_email(
+    database: Database,
+    sender: EmailSender,
+    order_id: str,
+    kind: EmailKind,
+    occurrence: str | None = None,
+) -> None:
+    """Send the order's e-mail of ``kind`` once; for the kinds sent once per refund or per
+    change (``PER_OCCURRENCE``), once per ``occurrence`` (the refund's or the change's id)."""
+    key = claim_key(kind, occurrence)
     with database.unit_of_work() as session:
-        message = claim_email(session, order_id, kind)
+        message = claim_email(session, order_id, kind, occurrence)
         session.commit()
     if message is None:
         return
@@ -57,48 +74,86 @@ def send_email(database: Database, sender: EmailSender, order_id: str, kind: Ema
         provider_id = sender.send(message)
     except Exception:
         with database.unit_of_work() as session:
-            release_claim(session, order_id, kind)  # a retry may send it now
+            release_claim(session, order_id, key)  # a retry may send it now
             session.commit()
         raise
     with database.unit_of_work() as session:
-        mark_sent(session, order_id, kind, provider_id)
+        mark_sent(session, order_id, key, provider_id)
         session.commit()
 
 
-def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessage | None:
-    found = OrderRepository(session).with_customer(order_id)
+def claim_key(kind: EmailKind, occurrence: str | None = None) -> str:
+    """What an e-mail is claimed under, with its order: its kind, and for the kinds sent
+    once per refund or change, that refund's or change's id (``refunded:ref_…``)."""
+    if kind in PER_OCCURRENCE:
+        if not occurrence:
+            raise ValueError(f"a {kind.value} e-mail is sent for a refund or a change: name it")
+        return f"{kind.value}:{occurrence}"
+    return kind.value
+
+
+def claim_email(
+    session: Session, order_id: str, kind: EmailKind, occurrence: str | None = None
+) -> EmailMessage | None:
+    orders = OrderRepository(session)
+    found = orders.with_customer(order_id)
     if found is None:
         return None
     order, customer = found
-    if order.status not in EMAIL_STATUSES[kind]:
+    refund = None
+    if kind is EmailKind.REFUNDED:
+        refund = orders.refund(occurrence or "")
+        if refund is None or refund.order_id != order_id or refund.status != RefundStatus.SUCCEEDED:
+            return None
+    elif kind not in PER_OCCURRENCE and order.status not in EMAIL_STATUSES[kind]:
         return None
     if kind is EmailKind.CONFIRMATION and order.invoice_number is None:
         return None
-    new = {"order_id": order_id, "kind": kind.value, "status": "sending"}
+    key = claim_key(kind, occurrence)
+    new = {"order_id": order_id, "kind": key, "status": "sending"}
     claimed = (
         session.execute(_CLAIM_NEW, {**new, "recipient": customer.email}).first()
-        or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, kind)).first()
+        or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, key)).first()
     )
     # Not claimed: already sent, or another worker is sending it right now.
-    return None if claimed is None else compose(order, customer, kind)
+    return None if claimed is None else compose(order, customer, kind, key, refund)
 
 
-def release_claim(session: Session, order_id: str, kind: EmailKind) -> None:
-    session.execute(_RELEASE_CLAIM, _email_key(order_id, kind))
+def release_claim(session: Session, order_id: str, key: str) -> None:
+    session.execute(_RELEASE_CLAIM, _email_key(order_id, key))
 
 
-def mark_sent(session: Session, order_id: str, kind: EmailKind, provider_id: str) -> None:
+def mark_sent(session: Session, order_id: str, key: str, provider_id: str) -> None:
     marked = session.execute(
-        _MARK_SENT, {**_email_key(order_id, kind), "provider_message_id": provider_id}
+        _MARK_SENT, {**_email_key(order_id, key), "provider_message_id": provider_id}
     ).first()
     if marked is not None:  # not marked already, by a retry that raced this one
+        kind, _, occurrence = key.partition(":")
+        data = {"kind": kind} | ({"for": occurrence} if occurrence else {})
         OrderRepository(session).record_event(
-            order_id, OrderEventType.EMAIL_SENT, SYSTEM_ACTOR, {"kind": kind.value}
+            order_id, OrderEventType.EMAIL_SENT, SYSTEM_ACTOR, data
         )
 
 
-def _email_key(order_id: str, kind: EmailKind) -> dict[str, str]:
-    return {"email_order_id": order_id, "email_kind": kind.value}
+def owed_per_occurrence(
+    session: Session, cutoff: datetime, limit: int
+) -> list[tuple[str, EmailKind, dict[str, str]]]:
+    """E-mails owed for a refund that succeeded or a change made before ``cutoff`` (and
+    within ``OCCURRENCE_WINDOW``, so a deploy does not mail every refund of the past):
+    (order id, kind, the send step's keyword for the occurrence)."""
+    since = cutoff - OCCURRENCE_WINDOW
+    refunds = session.execute(_OWED_REFUND_EMAILS, {"cutoff": cutoff, "since": since,
+                                                    "limit": limit}).all()  # fmt: skip
+    changes = session.execute(_OWED_CHANGE_EMAILS, {"cutoff": cutoff, "since": since,
+                                                    "limit": limit}).all()  # fmt: skip
+    return [
+        *((str(o), EmailKind.REFUNDED, {"refund_id": str(r)}) for o, r in refunds),
+        *((str(o), EmailKind.UPDATED, {"change_id": str(c)}) for o, c in changes),
+    ]
+
+
+def _email_key(order_id: str, key: str) -> dict[str, str]:
+    return {"email_order_id": order_id, "email_kind": key}
 
 
 _emails = table_of(EmailRecord)
@@ -133,9 +188,12 @@ _MARK_SENT = (
 )
 
 
-def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
+def compose(
+    order: Order, customer: User, kind: EmailKind, key: str, refund: Refund | None = None
+) -> EmailMessage:
     greeting = f"Hello {customer.name or customer.email},"
     lines = "\n".join(f"  {line.quantity} x {line.name} ({line.sku})" for line in order.lines)
+    amount = refund.money.format() if refund is not None else ""
     body = {
         EmailKind.CONFIRMATION: f"thank you! We received your payment of "
         f"{order.total.format()}. Invoice {order.invoice_number}.",
@@ -144,10 +202,47 @@ def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
         EmailKind.CANCELLED: "your order was cancelled. Any payment is refunded in full.",
         EmailKind.FAILED: f"we could not complete your order ({order.failure_reason}). "
         "You have not been charged.",
+        EmailKind.REFUNDED: f"we refunded {amount} to the card that paid your order"
+        + (f" ({refund.reason})" if refund is not None and refund.reason else "")
+        + ". It may take a few days to appear on your statement.",
+        EmailKind.UPDATED: f"your order was changed as you asked. It now comes to "
+        f"{order.total.format()}; any difference you paid is refunded to your card.",
     }[kind]
     return EmailMessage(
         to=customer.email,
-        subject=_SUBJECTS[kind].format(id=order.id),
+        subject=_SUBJECTS[kind].format(id=order.id, amount=amount),
         text=f"{greeting}\n\n{body}\n\nOrder {order.id}:\n{lines}\n",
-        message_key=email_message_key(order.id, kind.value),
+        message_key=email_message_key(order.id, key),
     )
+
+
+def _not_sent(order_id: Any, key: Any) -> ColumnElement[bool]:
+    return ~exists().where(
+        and_(
+            EmailRecord.order_id == order_id, EmailRecord.kind == key, EmailRecord.status == "sent"
+        )
+    )
+
+
+_OWED_REFUND_EMAILS = (
+    select(Refund.order_id, Refund.id)
+    .where(
+        Refund.status == RefundStatus.SUCCEEDED,
+        Refund.updated_at < bindparam("cutoff"),
+        Refund.updated_at > bindparam("since"),
+        _not_sent(Refund.order_id, literal(f"{EmailKind.REFUNDED.value}:") + Refund.id),
+    )
+    .order_by(Refund.updated_at)
+    .limit(bindparam("limit"))
+)
+_OWED_CHANGE_EMAILS = (
+    select(OrderEvent.order_id, OrderEvent.id)
+    .where(
+        OrderEvent.type == OrderEventType.ORDER_UPDATED,
+        OrderEvent.created_at < bindparam("cutoff"),
+        OrderEvent.created_at > bindparam("since"),
+        _not_sent(OrderEvent.order_id, literal(f"{EmailKind.UPDATED.value}:") + OrderEvent.id),
+    )
+    .order_by(OrderEvent.created_at)
+    .limit(bindparam("limit"))
+)

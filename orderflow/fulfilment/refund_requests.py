@@ -21,6 +21,8 @@ from orderflow.steps import Step, schedule
 
 #: The reason of the refund that gives back the whole capture of an order that ended.
 ORDER_ENDED = "order ended after payment"
+#: The reason of the refund of what a change took off an order.
+ORDER_CHANGED = "order changed: lines lowered or removed"
 MAX_REASON_LENGTH = 500
 
 
@@ -54,6 +56,18 @@ def refund_in_full(orders: OrderRepository, order: Order, reason: str = ORDER_EN
     ended after it was paid). Nothing when nothing is left."""
     if order.refundable.amount > 0:
         _add_refund(orders, order, order.refundable, reason, SYSTEM_ACTOR)
+
+
+def refund_change(
+    orders: OrderRepository, order: Order, amount: Money, actor: str
+) -> Refund | None:
+    """Give back what a change took off a paid order (``order``, locked): that amount, or
+    what is left to refund if less (money already given back by hand is not given twice).
+    None when nothing is left."""
+    amount = min(amount, order.refundable)
+    if amount.amount <= 0:
+        return None
+    return _add_refund(orders, order, amount, ORDER_CHANGED, actor)
 
 
 def _add_refund(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from orderflow.db import Database
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.charging import Anomaly, Reporter, ReportOutcome, record_payment_anomaly
+from orderflow.fulfilment.crediting import after_refund_succeeded
 from orderflow.idempotency import refund_idempotency_key
 from orderflow.money import Money
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
@@ -120,6 +121,8 @@ def record_refund_outcome(
         refunded_amount=refunded,
         payment_status=_payment_status(order.captured_amount, refunded),
     )
+    if status == RefundStatus.SUCCEEDED:
+        after_refund_succeeded(orders, order, refund)
     event = (
         OrderEventType.PAYMENT_REFUNDED
         if status == RefundStatus.SUCCEEDED

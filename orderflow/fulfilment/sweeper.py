@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
-from orderflow.fulfilment.notifications import EMAIL_STATUSES
+from orderflow.fulfilment.notifications import EMAIL_STATUSES, owed_per_occurrence
+from orderflow.invoices.credit_notes import CreditNoteRepository
 from orderflow.orders.repository import (
     SWEEP_BATCH,
     OrderRepository,
@@ -93,6 +94,15 @@ def find_stalled_work(
         if kind is EmailKind.CONFIRMATION:
             condition = all_of(condition, has_invoice())
         work += owed(Step.SEND_EMAIL, condition, kind=kind.value)
+    # What a succeeded refund or a change owes: its credit note, its e-mail.
+    work += [
+        Redrive(Step.ISSUE_CREDIT_NOTE, order_id, {"refund_id": refund_id})
+        for order_id, refund_id in CreditNoteRepository(session).owed(cutoff, SWEEP_BATCH)
+    ]
+    work += [
+        Redrive(Step.SEND_EMAIL, order_id, {"kind": kind.value, **occurrence})
+        for order_id, kind, occurrence in owed_per_occurrence(session, cutoff, SWEEP_BATCH)
+    ]
     # Labels: a purchase or a void whose message was lost (the shipment is touched instead).
     for order_id, shipment_id, buy in ShipmentRepository(session).stalled_labels(
         cutoff, SWEEP_BATCH

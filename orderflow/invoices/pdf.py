@@ -1,4 +1,5 @@
-"""Draw an :class:`InvoiceDocument` as a PDF with reportlab. Byte-for-byte reproducible."""
+"""Draw an :class:`InvoiceDocument` or a :class:`CreditNoteDocument` as a PDF with reportlab.
+Byte-for-byte reproducible."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from orderflow.invoices.document import SELLER, InvoiceDocument
+from orderflow.invoices.document import SELLER, CreditNoteDocument, InvoiceDocument
 from orderflow.money import Money
 
 _LEFT = 20 * mm
@@ -47,17 +48,55 @@ def render_pdf(document: InvoiceDocument) -> bytes:
     return buffer.getvalue()
 
 
+def render_credit_note_pdf(document: CreditNoteDocument) -> bytes:
+    buffer = BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    canvas.setTitle(f"Credit note {document.number}")
+    canvas.setAuthor(SELLER[0])
+    details = (
+        f"Number: {document.number}",
+        f"Date: {document.issued_at:%Y-%m-%d}",
+        f"Order: {document.order_id}",
+        f"Credits invoice: {document.invoice_number}",
+    )
+    y = _heading(canvas, "Credit note", details, document.bill_to)
+    canvas.setFont("Helvetica-Bold", 9)
+    canvas.drawString(_LEFT, y, "Description")
+    canvas.drawRightString(_RIGHT, y, "Amount")
+    canvas.line(_LEFT, y - 2 * mm, _RIGHT, y - 2 * mm)
+    y -= _LINE + 2 * mm
+    canvas.setFont("Helvetica", 9)
+    canvas.drawString(_LEFT, y, f"Refund {document.refund_id}: {document.reason}"[:95])
+    canvas.drawRightString(_RIGHT, y, _amount(document.amount))
+    y -= _LINE
+    canvas.line(_LEFT, y + 2 * mm, _RIGHT, y + 2 * mm)
+    canvas.setFont("Helvetica-Bold", 11)
+    canvas.drawString(_RIGHT - 70 * mm, y - _LINE, "Total credited")
+    canvas.drawRightString(_RIGHT, y - _LINE, _amount(document.amount))
+    canvas.setFont("Helvetica", 8)
+    canvas.drawString(_LEFT, _BOTTOM - 10 * mm, "Refunded to the card that paid the order.")
+    canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()
+
+
 def _header(canvas: Canvas, document: InvoiceDocument) -> float:
-    top = A4[1] - 25 * mm
-    canvas.setFont("Helvetica-Bold", 18)
-    canvas.drawString(_LEFT, top, "Invoice")
-    canvas.setFont("Helvetica", 10)
     details = (
         f"Number: {document.number}",
         f"Date: {document.issued_at:%Y-%m-%d}",
         f"Order: {document.order_id}",
         f"Payment: {document.payment_reference or '-'}",
     )
+    return _heading(canvas, "Invoice", details, document.bill_to)
+
+
+def _heading(
+    canvas: Canvas, title: str, details: tuple[str, ...], bill_to: tuple[str, ...]
+) -> float:
+    top = A4[1] - 25 * mm
+    canvas.setFont("Helvetica-Bold", 18)
+    canvas.drawString(_LEFT, top, title)
+    canvas.setFont("Helvetica", 10)
     for index, text in enumerate(details):
         canvas.drawRightString(_RIGHT, top - index * _LINE, text)
     y = top - 2 * _LINE
@@ -67,9 +106,9 @@ def _header(canvas: Canvas, document: InvoiceDocument) -> float:
     canvas.setFont("Helvetica-Bold", 10)
     canvas.drawString(_LEFT, y, "Bill to")
     canvas.setFont("Helvetica", 10)
-    for index, text in enumerate(document.bill_to):
+    for index, text in enumerate(bill_to):
         canvas.drawString(_LEFT, y - (index + 1) * 5 * mm, text[:80])
-    return y - (len(document.bill_to) + 2) * 5 * mm
+    return y - (len(bill_to) + 2) * 5 * mm
 
 
 def _table_head(canvas: Canvas, y: float) -> float:

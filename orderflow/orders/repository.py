@@ -183,6 +183,21 @@ class OrderRepository:
                 raise CartCompleted(f"cart {cart_id} is no longer open", cart_id=cart_id)
         return Stamps(placed.created_at, placed.updated_at)
 
+    def set_line_quantity(self, line: OrderLine, quantity: int) -> None:
+        """Lower a line (``PATCH /orders/{id}``): its subtotal follows at its snapshot price.
+        The caller holds the order's lock and writes the order's totals."""
+        subtotal = line.unit_price_amount * quantity
+        self.session.execute(
+            _SET_LINE_QUANTITY, {"line_id": line.id, "quantity": quantity, "subtotal": subtotal}
+        )
+        set_committed_value(line, "quantity", quantity)
+        set_committed_value(line, "subtotal_amount", subtotal)
+
+    def remove_line(self, order: Order, line: OrderLine) -> None:
+        """Take a line off the order (its quantity set to 0); the caller writes the totals."""
+        self.session.execute(_DELETE_LINE, {"line_id": line.id})
+        set_committed_value(order, "lines", [kept for kept in order.lines if kept is not line])
+
     # -- the timeline -----------------------------------------------------------------------
 
     def record_event(
@@ -191,9 +206,11 @@ class OrderRepository:
         type_: OrderEventType,
         actor: str,
         data: dict[str, Any] | None = None,
-    ) -> None:
-        """Append an event now (one INSERT, no object to flush later)."""
-        self.session.execute(_INSERT_EVENT, self.new_event(order_id, type_, actor, data))
+    ) -> str:
+        """Append an event now (one INSERT, no object to flush later); its id."""
+        event = self.new_event(order_id, type_, actor, data)
+        self.session.execute(_INSERT_EVENT, event)
+        return str(event["id"])
 
     def record_update(self, order_id: str, actor: str, changed: Sequence[str]) -> None:
         """The order as ``GET`` shows it changed (``changed`` names the fields) with no move
@@ -523,6 +540,13 @@ _PLACE_FROM_CART = select(
     _insert_event("event_").cte("event"),
     outbox.insert_message("message_").cte("message"),
 )
+
+_SET_LINE_QUANTITY = (
+    update(_order_lines)
+    .where(_order_lines.c.id == bindparam("line_id"))
+    .values(quantity=bindparam("quantity"), subtotal_amount=bindparam("subtotal"))
+)
+_DELETE_LINE = _order_lines.delete().where(_order_lines.c.id == bindparam("line_id"))
 
 _SELECT_CHARGE = (
     select(Payment)

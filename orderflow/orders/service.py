@@ -161,7 +161,8 @@ def place_order(session: Session, command: PlaceOrder) -> Order:
 
 
 #: A new order's money counters, as the columns' defaults write them.
-_NOTHING_CAPTURED = {"captured_amount": 0, "refunded_amount": 0, "refund_pending_amount": 0}
+_NOTHING_CAPTURED = {"captured_amount": 0, "refunded_amount": 0, "refund_pending_amount": 0,
+                     "reduced_amount": 0}  # fmt: skip
 
 
 @dataclass(frozen=True)

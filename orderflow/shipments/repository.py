@@ -84,6 +84,15 @@ class ShipmentRepository:
         rows = self.session.execute(_SHIPPED_BY_LINE, {"order_id": order_id}).all()
         return {int(row[0]): int(row[1]) for row in rows}
 
+    def lines_ever_in_shipments(self, order_id: str) -> set[int]:
+        """Ids of the order's lines named by any of its shipments, cancelled ones included."""
+        rows: Sequence[int] = self.session.scalars(
+            select(_shipment_lines.c.order_line_id)
+            .join(_shipments, _shipments.c.id == _shipment_lines.c.shipment_id)
+            .where(_shipments.c.order_id == order_id)
+        ).all()
+        return {int(row) for row in rows}
+
     def progress(self, order_id: str) -> list[LineProgress]:
         """Per order line: ordered, under way and delivered units."""
         rows = self.session.execute(_PROGRESS, {"order_id": order_id}).all()

@@ -34,8 +34,11 @@ from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database
 from orderflow.fulfilment import labels, moves, shipping
 from orderflow.fulfilment.charging import begin_charge, record_charge_result
+from orderflow.fulfilment.crediting import issue_credit_note
 from orderflow.fulfilment.invoicing import generate_invoice
 from orderflow.fulfilment.packing import NewShipment
+from orderflow.fulfilment.refund_requests import request_refund
+from orderflow.fulfilment.refunds import refund_payment
 from orderflow.fulfilment.stock import reserve_stock
 from orderflow.ids import new_id
 from orderflow.models import AuthSession, User
@@ -65,6 +68,8 @@ class FuzzWorld:
     secrets: list[str] = field(default_factory=list)
     #: The confirmed order's shipment (its label bought by the local provider).
     shipments: list[str] = field(default_factory=list)
+    #: The number of the credit note of a partial refund of the confirmed order.
+    credit_notes: list[str] = field(default_factory=list)
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -145,6 +150,15 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
     with database.unit_of_work() as session:
         generate_invoice(session, confirmed)
         session.commit()
+    with database.unit_of_work() as session:  # a partial refund, credited
+        refund_id = request_refund(session, confirmed, Money(1, "usd"), "fuzz", "admin").id
+        session.commit()
+    refund_payment(database, provider, confirmed, refund_id)
+    with database.unit_of_work() as session:
+        note = issue_credit_note(session, confirmed, refund_id)
+        assert note is not None
+        credit_notes = [note.number]
+        session.commit()
     with database.unit_of_work() as session:
         moves.cancel_order(session, cancelled, orders.Viewer(users["client"].id, False))
         session.commit()
@@ -174,6 +188,7 @@ def build_world(api_url: str, settings: Settings, database: Database) -> FuzzWor
         carts=[view.state.cart.id for view in cart_ids],
         secrets=[settings.jwt_secret.get_secret_value(), PASSWORD, ADMIN_PASSWORD],
         shipments=[shipment_id],
+        credit_notes=credit_notes,
     )
 
 
@@ -208,6 +223,7 @@ def aim(case: Case, world: FuzzWorld) -> None:
         "customer_id": [user.id for user in world.users.values()],
         "cart_id": world.carts,
         "shipment_id": world.shipments,
+        "number": world.credit_notes,
     }
     if case.path_parameters and _is_positive(case, ParameterLocation.PATH):
         for name, value in list(case.path_parameters.items()):
@@ -361,6 +377,12 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
         "/api/v1/shipments/{shipment_id}/events",
         ["422"],
         "a tracking status (not pending or cancelled), at most a day ahead",
+    ),
+    (
+        "PATCH",
+        "/api/v1/orders/{order_id}",
+        ["422"],
+        "shipping_address or items (at least one), each product once",
     ),
 ]
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]

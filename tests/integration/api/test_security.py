@@ -64,6 +64,9 @@ OWNER_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/orders/{{order_id}}/events"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/invoice"),
     ("GET", f"{PREFIX}/orders/{{order_id}}/refunds"),
+    ("PATCH", f"{PREFIX}/orders/{{order_id}}"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/credit-notes"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/credit-notes/{{number}}.pdf"),
     ("GET", f"{PREFIX}/customers/{{customer_id}}/orders"),
     ("GET", f"{PREFIX}/carts/{{cart_id}}"),
     ("DELETE", f"{PREFIX}/carts/{{cart_id}}"),
@@ -229,6 +232,7 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         endpoint_id="we_missing",
         delivery_id="whd_1",
         shipment_id=world.shipments[0],
+        number=world.credit_notes[0],
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -273,6 +277,11 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
         },
         ("POST", f"{PREFIX}/orders"): order_body((world.products[0], 1)),
         ("PUT", f"{PREFIX}/orders/{{order_id}}/status"): {"status": "shipped"},
+        # The pending order's one line at the quantity it has: only the address changes.
+        ("PATCH", f"{PREFIX}/orders/{{order_id}}"): {
+            "shipping_address": {**order_body()["shipping_address"], "line1": "1 Changed St"},
+            "items": [{"product_id": world.products[0], "quantity": 1}],
+        },
         ("POST", f"{PREFIX}/orders/{{order_id}}/refunds"): {"amount": 1, "reason": "damaged"},
         ("POST", f"{PREFIX}/carts"): {"items": [{"product_id": world.products[0], "quantity": 1}]},
         ("PUT", f"{PREFIX}/carts/{{cart_id}}/items/{{product_id}}"): {"quantity": 2},
@@ -699,7 +708,7 @@ def test_hostile_text_in_every_path_id(
         url = path.format(
             order_id=segment, product_id=segment, customer_id=segment, intent_id=segment,
             cart_id=segment, key_id=segment, event_id=segment, endpoint_id=segment,
-            delivery_id=segment, shipment_id=segment,
+            delivery_id=segment, shipment_id=segment, number=segment,
         )  # fmt: skip
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])

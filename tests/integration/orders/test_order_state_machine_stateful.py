@@ -6,7 +6,9 @@ it likes: reserve, charge (succeeding, declined, needing 3-D Secure), a worker t
 between the provider's answer and recording it (and records late), the customer finishing
 or failing 3-D Secure, webhooks (delivered late, twice, out of order, racing the worker),
 fail, cancel (owner, admin, a stranger), status changes (allowed or not), invoice, e-mails,
-refunds. Nothing runs on its own: no workers, and the outbox is ignored.
+refunds (partial, by an admin, above what is left or not), changes of an order (lines
+lowered, removed or raised, the address), credit notes. Nothing runs on its own: no workers,
+and the outbox is ignored.
 
 After every step the promises that hold at every instant are checked; at the end of every
 example everything owed is delivered (outstanding webhooks, then the sweeper's list of stalled
@@ -34,7 +36,10 @@ in stock + held by unreleased reservations); at most one charge, refund and invo
 order; the database never claims money the provider does not have (a recorded capture or
 refund exists at the provider, for the same amount); at the provider, at most one captured
 intent per order and never more refunded than captured; an e-mail only for a status the
-order has been in; every order's event log only grows (append-only).
+order has been in; every order's event log only grows (append-only); money in step after
+payment: succeeded refunds recorded never exceed what the provider gave back, which never
+exceeds the refunds asked for (succeeded + pending), per order; a changed order's lines,
+reservations and total agree.
 """
 
 from __future__ import annotations
@@ -70,14 +75,18 @@ from orderflow.errors import (
     Forbidden,
     InsufficientStock,
     NotFound,
+    RefundExceedsRefundable,
     TransitionNotAllowed,
     Unprocessable,
 )
 from orderflow.fulfilment import moves
+from orderflow.fulfilment.changes import OrderChange, OrderNotChangeable, change_order
 from orderflow.fulfilment.charging import begin_charge, charge_payment, record_charge_result
+from orderflow.fulfilment.crediting import issue_credit_note
 from orderflow.fulfilment.invoicing import generate_invoice
 from orderflow.fulfilment.moves import fail_order
-from orderflow.fulfilment.notifications import EMAIL_STATUSES, send_email
+from orderflow.fulfilment.notifications import EMAIL_STATUSES, PER_OCCURRENCE, send_email
+from orderflow.fulfilment.refund_requests import request_refund
 from orderflow.fulfilment.refunds import refund_payment
 from orderflow.fulfilment.stock import reserve_stock
 from orderflow.fulfilment.sweeper import find_stalled_work
@@ -89,8 +98,10 @@ from orderflow.models import (
     Invoice,
     Order,
     OrderEvent,
+    OrderLine,
     Payment,
     Product,
+    Refund,
     StockReservation,
     User,
 )
@@ -99,7 +110,7 @@ from orderflow.orders import service as orders
 from orderflow.orders.repository import OrderRepository
 from orderflow.orders.state import is_allowed
 from orderflow.payments import IntentStatus, LocalPaymentProvider, PaymentResult, RefundResult
-from orderflow.statuses import CartStatus, OrderStatus
+from orderflow.statuses import CartStatus, OrderStatus, PaymentRecordStatus, RefundStatus
 from orderflow.steps import EmailKind, Step
 from tests.conftest import place_command
 
@@ -130,6 +141,9 @@ INSTANTANEOUS = frozenset(
         "one_label_per_shipment",
         "shipment_moves_forward",
         "shipping_status_matches_shipments",
+        "refunds_within_charge",
+        "credit_note_numbers_gapless",
+        "credit_note_matches_refund",
     }
 )
 EVENTUAL = frozenset(
@@ -138,6 +152,8 @@ EVENTUAL = frozenset(
         "confirmation_email_sent",
         "status_email_sent",
         "ended_order_refunded",
+        # A succeeded refund of an invoiced order waits for its credit note step.
+        "credit_note_for_every_refund_after_invoice",
     }
 )
 
@@ -614,13 +630,113 @@ class OrderMachine(RuleBasedStateMachine):
             generate_invoice(session, order.id)
             session.commit()
 
-    @rule(order=placed, kind=st.sampled_from(list(EmailKind)))
+    @rule(order=placed, kind=st.sampled_from([k for k in EmailKind if k not in PER_OCCURRENCE]))
     def email(self, order: Placed, kind: EmailKind) -> None:
         send_email(self.db, self.sender, order.id, kind)
 
     @rule(order=placed)
     def refund(self, order: Placed) -> None:
         refund_payment(self.db, self.provider, order.id)
+
+    # -- after the sale: partial refunds, changes, credit notes --------------------------
+
+    @rule(order=placed, share=st.floats(0.05, 1.2))
+    def refund_partly(self, order: Placed, share: float) -> None:
+        """An admin refunds part of the capture (or more than is left: 409, nothing written)."""
+        with self.db.unit_of_work() as session:
+            found = OrderRepository(session).get(order.id)
+            assert found is not None
+            captured, left, currency = (
+                found.captured_amount,
+                found.refundable.amount,
+                found.currency,
+            )
+            session.commit()
+        amount = max(1, int(captured * share))
+        try:
+            with self.db.unit_of_work() as session:
+                request_refund(session, order.id, Money(amount, currency), "partly", "admin")
+                session.commit()
+        except RefundExceedsRefundable:
+            assert amount > left, f"refused {amount} with {left} left to refund"
+        else:
+            assert amount <= left, f"refunded {amount} with {left} left to refund"
+
+    @rule(order=placed, data=st.data(), who=st.sampled_from(["owner", "admin"]))
+    def change_lines(self, order: Placed, data: st.DataObject, who: str) -> None:
+        """Lower, remove or (refused) raise one line of the order."""
+        with self.db.unit_of_work() as session:
+            found = OrderRepository(session).get(order.id)
+            assert found is not None
+            status, total = found.status, found.total_amount
+            lines = {line.product_id: line.quantity for line in found.lines}
+            charge = OrderRepository(session).charge_of(order.id)
+            session.commit()
+        product_id = data.draw(st.sampled_from(sorted(lines)), label="line")
+        quantity = data.draw(st.integers(0, lines[product_id] + 1), label="quantity")
+        settled = charge is None or charge.status == PaymentRecordStatus.SUCCEEDED
+        changeable = status in (OrderStatus.PENDING, OrderStatus.CONFIRMED)
+        cancels = quantity == 0 and len(lines) == 1  # through the cancel path, as DELETE
+        allowed = changeable and (quantity == lines[product_id] or settled or cancels)
+        allowed = allowed and quantity <= lines[product_id]
+        change = OrderChange(items=[orders.LineRequest(product_id, quantity)])
+        try:
+            with self.db.unit_of_work() as session:
+                changed = change_order(session, self._viewer(order, who), order.id, change)
+                after = changed.status, changed.total_amount
+                session.commit()
+        except OrderNotChangeable:
+            assert not allowed, f"refused {product_id}: {lines[product_id]} -> {quantity}"
+            return
+        assert allowed, f"{status} order changed {product_id}: {lines[product_id]} -> {quantity}"
+        if cancels:
+            assert after[0] == OrderStatus.CANCELLED
+        elif changeable and quantity < lines[product_id]:
+            with self.db.unit_of_work() as session:
+                unit = session.scalar(
+                    select(OrderLine.unit_price_amount).where(OrderLine.order_id == order.id)
+                    .where(OrderLine.product_id == product_id)
+                )  # fmt: skip
+                session.commit()
+            if unit is not None:
+                assert after[1] == total - unit * (lines[product_id] - quantity)
+
+    @rule(
+        order=placed, who=st.sampled_from(["owner", "admin"]), line1=st.sampled_from(["1 A", "2 B"])
+    )
+    def change_address(self, order: Placed, who: str, line1: str) -> None:
+        status = self._status(order)
+        address = {**place_command(order.owner.id).shipping_address, "line1": line1}
+        try:
+            with self.db.unit_of_work() as session:
+                change_order(
+                    session,
+                    self._viewer(order, who),
+                    order.id,
+                    OrderChange(shipping_address=address),
+                )
+                session.commit()
+        except OrderNotChangeable:
+            assert status not in (OrderStatus.PENDING, OrderStatus.CONFIRMED)
+        else:
+            assert status in (OrderStatus.PENDING, OrderStatus.CONFIRMED)
+
+    @rule(order=placed)
+    def credit(self, order: Placed) -> None:
+        """The credit note step for each refund of the order, as often as it likes."""
+        with self.db.unit_of_work() as session:
+            refund_ids = [r.id for r in OrderRepository(session).refunds_of(order.id)]
+            session.commit()
+        for refund_id in refund_ids:
+            self._run(Step.ISSUE_CREDIT_NOTE, order.id, {"refund_id": refund_id})
+
+    @rule(order=placed)
+    def email_refunds(self, order: Placed) -> None:
+        with self.db.unit_of_work() as session:
+            refund_ids = [r.id for r in OrderRepository(session).refunds_of(order.id)]
+            session.commit()
+        for refund_id in refund_ids:
+            send_email(self.db, self.sender, order.id, EmailKind.REFUNDED, refund_id)
 
     # -- what holds after every step ----------------------------------------------------
 
@@ -638,6 +754,7 @@ class OrderMachine(RuleBasedStateMachine):
             self._emails_follow_statuses(session)
             self._timelines_only_grow(session)
             self._one_order_per_cart(session)
+            self._refunds_agree_with_the_provider(session)
             session.commit()
         self._provider_never_overcharges()
 
@@ -695,10 +812,14 @@ class OrderMachine(RuleBasedStateMachine):
     def _each_effect_recorded_once(self, session: Session) -> None:
         """The timeline names each effect once, whatever was retried or redelivered."""
         kind = OrderEvent.data["kind"].astext
+        # E-mails once per refund or change, refunds once per refund row; stock given back
+        # by a change is a release of its own (the full release stays once).
+        subject = func.coalesce(OrderEvent.data["for"].astext, OrderEvent.data["refund_id"].astext)
         doubled = session.execute(
-            select(OrderEvent.order_id, OrderEvent.type, kind)
+            select(OrderEvent.order_id, OrderEvent.type, kind, subject)
             .where(OrderEvent.type.in_(ONCE_PER_ORDER))
-            .group_by(OrderEvent.order_id, OrderEvent.type, kind)
+            .where(OrderEvent.data["reason"].astext.is_distinct_from("order_changed"))
+            .group_by(OrderEvent.order_id, OrderEvent.type, kind, subject)
             .having(func.count() > 1)
         ).all()
         assert doubled == [], f"effects recorded twice: {doubled}"
@@ -723,6 +844,31 @@ class OrderMachine(RuleBasedStateMachine):
                 refunded = self._refunded(charge_intent)
                 assert refunded == amount, f"{order_id}: refunded {refunded}, recorded {amount}"
 
+    def _refunds_agree_with_the_provider(self, session: Session) -> None:
+        """Per order: refunds recorded succeeded <= what the provider gave back <= refunds
+        asked for (succeeded + pending), and the order's counters are the refunds' sums."""
+        rows = session.execute(
+            select(Order.id, Order.captured_amount, Order.refunded_amount,
+                   Order.refund_pending_amount, Payment.provider_id)
+            .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.kind == "charge")
+                       & (Payment.status == "succeeded"))
+        ).all()  # fmt: skip
+        for order_id, captured, refunded, pending, intent_id in rows:
+            given = self._refunded(intent_id) if intent_id else 0
+            assert refunded <= given <= refunded + pending <= captured, (
+                f"{order_id}: recorded {refunded} + pending {pending} of {captured}, "
+                f"the provider gave back {given}"
+            )
+            sums = dict(
+                session.execute(
+                    select(Refund.status, func.sum(Refund.amount))
+                    .where(Refund.order_id == order_id)
+                    .group_by(Refund.status)
+                ).all()
+            )
+            assert sums.get(RefundStatus.SUCCEEDED, 0) == refunded, order_id
+            assert sums.get(RefundStatus.PENDING, 0) == pending, order_id
+
     def _emails_follow_statuses(self, session: Session) -> None:
         """An e-mail only for a status the order has been in."""
         history: dict[str, set[str]] = {}
@@ -733,6 +879,8 @@ class OrderMachine(RuleBasedStateMachine):
         ).all():
             history.setdefault(order_id, {OrderStatus.PENDING.value}).add(target)
         for order_id, kind in session.execute(select(EmailRecord.order_id, EmailRecord.kind)):
+            if ":" in kind:  # once per refund or change: not about a status
+                continue
             been = history.get(order_id, {OrderStatus.PENDING.value})
             assert been & set(EMAIL_STATUSES[EmailKind(kind)]), f"{kind} e-mail for {order_id}"
 
@@ -756,7 +904,6 @@ class OrderMachine(RuleBasedStateMachine):
             assert len(captured) <= 1, f"{order_id} was charged {len(captured)} times"
             for intent in captured:
                 refunds = self.provider.local.refunds(intent.intent_id)
-                assert len(refunds) <= 1, f"{order_id} was refunded {len(refunds)} times"
                 assert sum(r.amount.amount for r in refunds) <= intent.amount.amount
 
     # -- at rest -------------------------------------------------------------------------
@@ -829,7 +976,12 @@ class OrderMachine(RuleBasedStateMachine):
                 generate_invoice(session, order_id)
                 session.commit()
         elif step is Step.SEND_EMAIL:
-            send_email(self.db, self.sender, order_id, EmailKind(kwargs["kind"]))
+            occurrence = kwargs.get("refund_id") or kwargs.get("change_id")
+            send_email(self.db, self.sender, order_id, EmailKind(kwargs["kind"]), occurrence)
+        elif step is Step.ISSUE_CREDIT_NOTE:
+            with self.db.unit_of_work() as session:
+                issue_credit_note(session, order_id, kwargs["refund_id"])
+                session.commit()
         elif step is Step.REFUND_PAYMENT:
             refund_payment(self.db, self.provider, order_id, kwargs.get("refund_id"))
         else:  # pragma: no cover - a new step must be taught to the test
@@ -896,7 +1048,7 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
     tmp_path: Path,
 ) -> None:
     """The invoice of an order cancelled after it was issued stays (numbers are gapless);
-    the audit once called that a violation."""
+    the audit once called that a violation. Its refund gets a credit note instead."""
     owner, product = make_user(), make_product(price=1000, stock=5)
     provider, sender = LocalPaymentProvider(), LocalEmailSender(tmp_path, "orders@example.com")
     with database.unit_of_work() as session:
@@ -915,6 +1067,12 @@ def test_an_order_invoiced_then_cancelled_passes_the_audit(
         session.commit()
     refund_payment(database, provider, order_id)
     send_email(database, sender, order_id, EmailKind.CANCELLED)
+    with database.unit_of_work() as session:  # the refund after the invoice: its credit note
+        (refund,) = OrderRepository(session).refunds_of(order_id)
+        note = issue_credit_note(session, order_id, refund.id)
+        assert note is not None
+        assert (note.amount, note.invoice_number) == (1000, f"INV-{note.year}-000001")
+        session.commit()
     with database.unit_of_work() as session:
         assert session.scalar(select(Order.payment_status).where(Order.id == order_id)) == (
             "refunded"
