@@ -9,6 +9,7 @@ reach the provider twice).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import bindparam, func, or_, update
@@ -20,9 +21,10 @@ from orderflow.email import EmailMessage, EmailSender
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.idempotency import email_message_key
-from orderflow.models import EmailRecord, Order, User, table_of
+from orderflow.models import EmailRecord, Order, Shipment, User, table_of
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
-from orderflow.statuses import OrderStatus
+from orderflow.shipments.repository import ShipmentRepository
+from orderflow.statuses import OrderStatus, ShipmentStatus
 from orderflow.steps import EmailKind
 
 #: The statuses that call for each e-mail; an order that moved on is owed the earlier ones.
@@ -80,7 +82,13 @@ def claim_email(session: Session, order_id: str, kind: EmailKind) -> EmailMessag
         or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, kind)).first()
     )
     # Not claimed: already sent, or another worker is sending it right now.
-    return None if claimed is None else compose(order, customer, kind)
+    if claimed is None:
+        return None
+    parcels: list[Shipment] = []
+    if kind is EmailKind.SHIPPED:
+        parcels = [shipment for shipment in ShipmentRepository(session).of_order(order_id)
+                   if shipment.status is not ShipmentStatus.CANCELLED]  # fmt: skip
+    return compose(order, customer, kind, parcels)
 
 
 def release_claim(session: Session, order_id: str, kind: EmailKind) -> None:
@@ -133,13 +141,17 @@ _MARK_SENT = (
 )
 
 
-def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
+def compose(
+    order: Order, customer: User, kind: EmailKind, shipments: Sequence[Shipment] = ()
+) -> EmailMessage:
+    """The e-mail of ``kind`` for ``order``; the shipped one names each of ``shipments``
+    (the order's, not cancelled) with its carrier, tracking number and tracking link."""
     greeting = f"Hello {customer.name or customer.email},"
     lines = "\n".join(f"  {line.quantity} x {line.name} ({line.sku})" for line in order.lines)
     body = {
         EmailKind.CONFIRMATION: f"thank you! We received your payment of "
         f"{order.total.format()}. Invoice {order.invoice_number}.",
-        EmailKind.SHIPPED: "your order has shipped.",
+        EmailKind.SHIPPED: "your order has shipped." + _parcels(shipments),
         EmailKind.DELIVERED: "your order was delivered. Enjoy!",
         EmailKind.CANCELLED: "your order was cancelled. Any payment is refunded in full.",
         EmailKind.FAILED: f"we could not complete your order ({order.failure_reason}). "
@@ -151,3 +163,21 @@ def compose(order: Order, customer: User, kind: EmailKind) -> EmailMessage:
         text=f"{greeting}\n\n{body}\n\nOrder {order.id}:\n{lines}\n",
         message_key=email_message_key(order.id, kind.value),
     )
+
+
+def _parcels(shipments: Sequence[Shipment]) -> str:
+    """One paragraph per parcel: carrier, tracking number, and where to follow it: the
+    carrier's tracking page when the shipment has one, else the shipment on this API
+    (``GET /api/v1/shipments/{id}``, which the customer may read), relative like a label's
+    ``label_url``."""
+    parts = []
+    for number, shipment in enumerate(shipments, start=1):
+        units = sum(line.quantity for line in shipment.lines)
+        link = shipment.tracking_url or f"/api/v1/shipments/{shipment.id}"
+        parts.append(
+            f"\n\nParcel {number} of {len(shipments)} ({units} unit(s)), shipment {shipment.id}"
+            f"\n  Carrier: {shipment.carrier or 'not given'}"
+            f"\n  Tracking number: {shipment.tracking_number or 'not given'}"
+            f"\n  Track it: {link}"
+        )
+    return "".join(parts)

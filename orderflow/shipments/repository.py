@@ -25,8 +25,11 @@ from orderflow.models import (
     table_of,
 )
 from orderflow.pagination import Page, paginate
-from orderflow.shipments.state import UNDER_WAY, LineProgress
+from orderflow.shipments.state import TERMINAL, UNDER_WAY, LineProgress
 from orderflow.statuses import LabelStatus, ShipmentStatus
+
+#: Statuses of a parcel a carrier still has to report on.
+CARRIED = frozenset(ShipmentStatus) - TERMINAL - {ShipmentStatus.PENDING}
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,24 @@ class ShipmentRepository:
         )
         rows = self.session.execute(buy.union_all(void).limit(limit)).all()
         return [(str(row[0]), str(row[1]), bool(row[2])) for row in rows]
+
+    def carried_by(self, provider: str, limit: int) -> list[str]:
+        """Shipments on their way with a label ``provider`` issued and did not take back,
+        least recently changed first: the parcels a carrier may still report on."""
+        return list(
+            self.session.scalars(
+                select(Shipment.id)
+                .join(ShipmentLabel, ShipmentLabel.shipment_id == Shipment.id)
+                .where(
+                    ShipmentLabel.provider == provider,
+                    ShipmentLabel.voided_at.is_(None),
+                    Shipment.label_status == LabelStatus.PURCHASED,
+                    Shipment.status.in_(list(CARRIED)),
+                )
+                .order_by(Shipment.updated_at)
+                .limit(limit)
+            )
+        )
 
     def touch_all(self, shipment_ids: Sequence[str]) -> None:
         if shipment_ids:
