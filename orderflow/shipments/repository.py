@@ -131,6 +131,20 @@ class ShipmentRepository:
             )
         )
 
+    def count_by_status(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Shipments by status and by label status, every status shown (zero if none)."""
+        rows = self.session.execute(
+            select(Shipment.status, Shipment.label_status, func.count()).group_by(
+                Shipment.status, Shipment.label_status
+            )
+        ).all()
+        statuses = {status.value: 0 for status in ShipmentStatus}
+        labels = {status.value: 0 for status in LabelStatus}
+        for status, label_status, count in rows:
+            statuses[ShipmentStatus(status).value] += int(count)
+            labels[LabelStatus(label_status).value] += int(count)
+        return statuses, labels
+
     def touch_all(self, shipment_ids: Sequence[str]) -> None:
         if shipment_ids:
             self.session.execute(

@@ -20,6 +20,7 @@ from orderflow.payments.stripe_provider import StripePaymentProvider
 from tests.stubs import ADAPTER_TEST_TIMEOUT, EMAIL_FROM, STRIPE_WEBHOOK_SECRET
 from tests.stubs.sendgrid_server import DEFAULT_API_KEY as SENDGRID_STUB_API_KEY
 from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.shippo_server import ShippoStub
 from tests.stubs.stripe_server import DEFAULT_API_KEY as STRIPE_STUB_API_KEY
 from tests.stubs.stripe_server import StripeStub
 
@@ -35,6 +36,7 @@ __all__ = [
     "sendgrid_stub",
     "sendgrid_stub_session",
     "sendgrid_stub_shared",
+    "shippo_stub",
     "stripe_provider",
     "stripe_stub",
     "stripe_stub_session",
@@ -51,6 +53,12 @@ def stripe_stub() -> Iterator[StripeStub]:
 @pytest.fixture
 def sendgrid_stub() -> Iterator[SendGridStub]:
     with SendGridStub(api_key=SENDGRID_STUB_API_KEY) as stub:
+        yield stub
+
+
+@pytest.fixture
+def shippo_stub() -> Iterator[ShippoStub]:
+    with ShippoStub() as stub:
         yield stub
 
 

@@ -22,6 +22,7 @@ from orderflow.idempotency import email_message_key
 from orderflow.models import EmailRecord, Product
 from orderflow.settings import Settings
 from tests.conftest import Pipelines, order_body, wait_for_status
+from tests.scrape import sample
 from tests.system import SystemProcesses, wait_until
 
 pytestmark = pytest.mark.workers
@@ -144,3 +145,9 @@ def test_an_order_lives_from_confirmed_to_delivered_on_the_simulated_carrier(
         ).all()
         session.commit()
     assert list(sources) == ["label", "provider", "provider", "provider"]
+
+    # Shipments and labels by status, as the API's /metrics shows them now.
+    scraped = httpx.get(f"{str(admin.base_url).removesuffix('/api/v1/')}/metrics", timeout=30)
+    assert sample(scraped.text, "orderflow_shipments", status="delivered") == 1
+    assert sample(scraped.text, "orderflow_shipments", status="in_transit") == 0
+    assert sample(scraped.text, "orderflow_shipment_labels", status="purchased") == 1

@@ -19,6 +19,7 @@ from orderflow.shipments.state import (
     LineProgress,
     check_cancel,
     derive_shipping_status,
+    every_unit_under_way,
     is_allowed,
     moves_to,
 )
@@ -90,6 +91,23 @@ def test_shipping_status_is_derived_from_line_quantities(
     order_status: OrderStatus, lines: list[LineProgress], expected: ShippingStatus
 ) -> None:
     assert derive_shipping_status(order_status, lines) is expected
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([], False),
+        ([P(2, 0, 0)], False),
+        ([P(2, 1, 0)], False),
+        ([P(2, 2, 2), P(1, 0, 0)], False),  # one parcel arrived, the other never left
+        ([P(2, 2, 0), P(1, 1, 1)], True),
+        ([P(2, 2, 2), P(1, 1, 1)], True),
+    ],
+)
+def test_an_order_is_shipped_only_when_every_unit_is_under_way(
+    lines: list[LineProgress], expected: bool
+) -> None:
+    assert every_unit_under_way(lines) is expected
 
 
 def _walks() -> st.SearchStrategy[list[S]]:
