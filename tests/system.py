@@ -109,7 +109,8 @@ class SystemProcesses:
             "--log-level",
             "warning",
         )
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        # Generous: importing the app alone took 80 s on a shared machine at load 30.
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 120)
         return process
 
     def revive_exited(self) -> None:

@@ -76,10 +76,14 @@ def test_each_shipping_check_finds_its_planted_violation(
 
     with database.unit_of_work() as session:
         ours = [v for v in audit(session) if v.subject in (order["id"], shipment["id"])]
-        assert ours == []
+        assert [v for v in ours if v.check in PLANTED] == []  # (e-mails may still be owed)
         for statement in PLANTED[check]:
             at = {f"at{m}": now + timedelta(minutes=m) for m in (15, 30)}
             session.execute(text(statement), {"s": shipment["id"], "o": order["id"], **at})
-        found = [v for v in audit(session) if v.subject in (order["id"], shipment["id"])]
+        found = [
+            v
+            for v in audit(session)
+            if v.subject in (order["id"], shipment["id"]) and v.check in PLANTED
+        ]
         session.rollback()
     assert {v.check for v in found} == {check}, found

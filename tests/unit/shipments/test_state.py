@@ -110,7 +110,7 @@ def test_an_order_is_shipped_only_when_every_unit_is_under_way(
     assert every_unit_under_way(lines) is expected
 
 
-def _walks() -> st.SearchStrategy[list[S]]:
+def tracking_walks() -> st.SearchStrategy[list[S]]:
     """Time-ordered tracking reports a carrier could send: each step an allowed move."""
 
     @st.composite
@@ -128,7 +128,7 @@ def _walks() -> st.SearchStrategy[list[S]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(walk=_walks(), seed=st.integers(0, 2**32), repeats=st.integers(0, 4))
+@given(walk=tracking_walks(), seed=st.integers(0, 2**32), repeats=st.integers(0, 4))
 def test_any_arrival_order_of_the_same_updates_ends_in_the_same_state(
     walk: list[S], seed: int, repeats: int
 ) -> None:
