@@ -5,12 +5,13 @@ shipment, always in that order."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, update
+from sqlalchemy import Engine, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -214,6 +215,29 @@ class ShipmentRepository:
         self.session.flush()
 
 
+#: First key of the advisory locks of label purchases (the second: the shipment id hashed).
+_LABEL_LEASE_CLASS = 16
+
+
+@contextmanager
+def label_purchase_lease(engine: Engine, shipment_id: str) -> Iterator[bool]:
+    """Whether this process may buy the shipment's label now: True while it holds the
+    shipment's purchase lease, False if another does. The lease is a PostgreSQL session
+    advisory lock on a connection of its own, held through the provider calls (no row is
+    locked, nobody waits on it); it ends with the block, or with the connection if the
+    process dies, so a purchase is never left claimed by a dead worker."""
+    with engine.connect() as connection:
+        key = {"lease_class": _LABEL_LEASE_CLASS, "shipment_id": shipment_id}
+        held = bool(connection.execute(_TRY_LEASE, key).scalar())
+        connection.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                connection.execute(_END_LEASE, key)
+                connection.commit()
+
+
 # -- statements, built once -----------------------------------------------------------------
 
 _shipments, _shipment_lines = table_of(Shipment), table_of(ShipmentLine)
@@ -268,3 +292,6 @@ _PROGRESS = (
     .group_by(_order_lines.c.id, _order_lines.c.quantity)
     .order_by(_order_lines.c.id)
 )
+_lease_key: tuple[Any, Any] = (bindparam("lease_class"), func.hashtext(bindparam("shipment_id")))
+_TRY_LEASE = select(func.pg_try_advisory_lock(*_lease_key))
+_END_LEASE = select(func.pg_advisory_unlock(*_lease_key))
