@@ -83,6 +83,7 @@ def test_labels_and_tracking_through_provider_faults_and_killed_workers(
     shipping = threading.Thread(target=_ship_all, args=(api, orders, 0.25), daemon=True)
     shipping.start()
     rng = random.Random(16)
+    shippo_stub.wait_for_requests(1, timeout=90)  # the first purchase has begun
     shippo_stub.set_mode("500")
     time.sleep(1.5)
     shippo_stub.set_mode("hang", seconds=3.0)
