@@ -99,3 +99,11 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": _settings.webhook_dispatch_interval_seconds},
     },
 }
+
+if _settings.shipping_provider == "local":
+    # The local provider's simulated carrier, polled; Shippo tells us (``/webhooks/shippo``).
+    beat_schedule["local-carrier"] = {
+        "task": "orderflow.maintenance.local_carrier",
+        "schedule": _settings.local_carrier_poll_seconds,
+        "options": {"expires": _settings.local_carrier_poll_seconds},
+    }

@@ -31,6 +31,7 @@ from orderflow import outbox
 from orderflow.db import Database
 from orderflow.fulfilment.redrive import stuck_orders
 from orderflow.fulfilment.sweeper import find_stalled_work
+from orderflow.shipments.repository import ShipmentRepository
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("api.metrics")
@@ -76,6 +77,7 @@ class SystemCollector(Collector):
                     backlog, oldest = outbox.backlog(session)
                     stuck = stuck_orders(session, self.stall_seconds)
                     stalled = find_stalled_work(session, self.stall_seconds, since_last_event=True)
+                    shipments, labels = ShipmentRepository(session).count_by_status()
                 finally:
                     session.rollback()  # read only
         except Exception as error:  # a scrape must not fail; the up gauge tells
@@ -105,6 +107,14 @@ class SystemCollector(Collector):
                 "last event (capped per sweep batch)",
                 "step",
                 steps,
+            ),
+            _labelled("orderflow_shipments", "Shipments by status now", "status", shipments),
+            _labelled(
+                "orderflow_shipment_labels",
+                "Shipments by label status now: none (no label wanted), pending (purchase "
+                "under way), purchased, failed (refused or retries spent), voided",
+                "status",
+                labels,
             ),
         ]
 

@@ -194,6 +194,19 @@ _CHECKS: dict[str, str] = {
     "one_label_per_shipment": """
         SELECT shipment_id, count(*) || ' labels' FROM shipment_labels
         GROUP BY shipment_id HAVING count(*) > 1""",
+    # No backward move: in the order they were applied (ids grow under the shipment's
+    # lock), a shipment's applied tracking updates are never dated before the one applied
+    # just before (``shipments.state.moves_to``). ``shipment_moves_forward`` reads the same
+    # history in date order, which a move backwards that a later update covered would pass.
+    "shipment_updates_applied_in_date_order": """
+        SELECT shipment_id, status || ' dated ' || occurred_at || ' applied after '
+               || previous_status || ' dated ' || previous_at
+        FROM (SELECT shipment_id, status, occurred_at,
+                     lag(status) OVER applied_order AS previous_status,
+                     lag(occurred_at) OVER applied_order AS previous_at
+              FROM shipment_events WHERE applied
+              WINDOW applied_order AS (PARTITION BY shipment_id ORDER BY id)) AS moves
+        WHERE occurred_at < previous_at""",
     "ended_order_refunded": """
         SELECT o.id, o.status || ' but ' || (o.captured_amount - o.refunded_amount)
                || ' of its capture was not refunded'

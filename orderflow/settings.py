@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     #: The secret in the URL Shippo's webhook is registered with
     #: (``/api/v1/webhooks/shippo?token=...``); unset: the route refuses every call.
     shippo_webhook_token: SecretStr | None = None
+    #: The ``local`` provider's simulated carrier: a parcel whose label it issued is picked
+    #: up when first tracked, then reported ``in_transit``, ``out_for_delivery`` and
+    #: ``delivered`` this many seconds apart (``shipping.local``); polled by beat.
+    local_carrier_step_seconds: float = Field(default=30.0, gt=0)
     #: Where parcels leave from (Shippo's address fields), JSON in the environment.
     ship_from: dict[str, str] = {
         "name": "orderflow warehouse",
@@ -289,6 +293,17 @@ class Settings(BaseSettings):
     @property
     def ship_from_address(self) -> dict[str, str]:
         return dict(self.ship_from)
+
+    @property
+    def carrier_dir(self) -> Path:
+        """The local shipping provider's parcels (its simulated carrier's records)."""
+        return self.state_dir / "carrier"
+
+    @property
+    def local_carrier_poll_seconds(self) -> float:
+        """How often beat asks the simulated carrier about the parcels it carries: a few
+        times a step, so a status is seen soon after it is due."""
+        return max(0.5, min(self.local_carrier_step_seconds / 3, 10.0))
 
     @property
     def invoices_dir(self) -> Path:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from orderflow import idempotency, outbox
 from orderflow.carts import service as carts
+from orderflow.fulfilment import tracking
 from orderflow.fulfilment.sweeper import redrive_stalled
 from tasks import runtime
 from tasks.retrying import STEP_OPTIONS
@@ -28,6 +29,17 @@ def sweep(self: Task) -> int:
     else:
         log.debug("nothing stalled")
     return len(work)
+
+
+@shared_task(name="orderflow.maintenance.local_carrier", **STEP_OPTIONS)
+def local_carrier(self: Task) -> int:
+    """The ``local`` shipping provider's simulated carrier reports on the parcels it carries
+    (read back and applied as after a tracking webhook); nothing with another provider."""
+    if runtime.settings().shipping_provider != "local":
+        return 0
+    new = tracking.poll_carrier(runtime.database(), runtime.shipping_provider())
+    (log.info if new else log.debug)("simulated carrier reported", updates=new)
+    return new
 
 
 @shared_task(name="orderflow.maintenance.purge", **STEP_OPTIONS)

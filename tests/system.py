@@ -117,7 +117,8 @@ class SystemProcesses:
     def start_api(self, port: int, name: str = "api") -> subprocess.Popen[bytes]:
         command = api_command(get_settings(), "127.0.0.1", port)
         process = self._start(name, *command, "--log-level", "warning")
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90)
+        # Generous: importing the app alone took 80 s on a shared machine at load 30.
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 120)
         return process
 
     def restart(self, name: str) -> subprocess.Popen[bytes]:

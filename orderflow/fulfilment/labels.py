@@ -1,6 +1,7 @@
 """Buying a shipment's label (a pipeline step, like a charge) and voiding one.
 
-At most one label per shipment whatever fails: the rate is chosen and kept with the
+At most one label per shipment whatever fails: one purchase runs at a time per shipment (a
+lease that dies with its worker); the rate is chosen and kept with the
 shipment in a transaction of its own before anything is bought (``quote``); the purchase
 (``ShippingProvider.buy``) finds a label already bought for that rate instead of buying a
 second; the label row is unique per shipment (``shipment_labels_one_per_shipment``) and
@@ -20,7 +21,11 @@ from orderflow.fulfilment.packing import apply_update
 from orderflow.models import Shipment, ShipmentLabel
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.orders.state import ActorRole
-from orderflow.shipments.repository import ShipmentRepository, TrackingUpdate
+from orderflow.shipments.repository import (
+    ShipmentRepository,
+    TrackingUpdate,
+    label_purchase_lease,
+)
 from orderflow.shipping import Label, LabelRequest, Quote, ShippingProvider, ShippingRejected
 from orderflow.statuses import LabelStatus, ShipmentStatus
 from orderflow.steps import Step, schedule
@@ -33,7 +38,21 @@ LABEL_SOURCE = "label"
 
 def buy_label(database: Database, provider: ShippingProvider, shipment_id: str) -> None:
     """Buy the shipment's label if it still wants one. Raises the provider's errors
-    (``ShippingProviderUnavailable``: retry; ``ShippingRejected``: ``give_up_label``)."""
+    (``ShippingProviderUnavailable``: retry; ``ShippingRejected``: ``give_up_label``).
+
+    One purchase per shipment at a time (``label_purchase_lease``): a second run of the step
+    (the sweeper's re-drive while the first waits to retry, a redelivery) would otherwise
+    look the rate's labels up before the first bought one, and buy another. The second
+    leaves it to the first; if the first's worker dies, its lease dies with it and the
+    sweeper re-drives the purchase."""
+    with label_purchase_lease(database.engine, shipment_id) as mine:
+        if not mine:
+            log.info("label_purchase_under_way_elsewhere", shipment_id=shipment_id)
+            return
+        _buy_label(database, provider, shipment_id)
+
+
+def _buy_label(database: Database, provider: ShippingProvider, shipment_id: str) -> None:
     with database.unit_of_work() as session:
         shipment = ShipmentRepository(session).require(shipment_id)
         if shipment.label_status is not LabelStatus.PENDING:

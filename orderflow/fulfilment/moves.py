@@ -24,7 +24,12 @@ from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
 from orderflow.orders.service import Viewer, get_order
 from orderflow.orders.state import ActorRole
 from orderflow.shipments.repository import ShipmentRepository, TrackingUpdate
-from orderflow.shipments.state import CANCELLABLE, UNDER_WAY, derive_shipping_status
+from orderflow.shipments.state import (
+    CANCELLABLE,
+    UNDER_WAY,
+    derive_shipping_status,
+    every_unit_under_way,
+)
 from orderflow.statuses import (
     LabelStatus,
     OrderStatus,
@@ -112,11 +117,7 @@ def settle_order(orders: OrderRepository, order: Order, *, role: ActorRole, acto
     if changed:
         orders.update(order, shipping_status=status)
     before = order.status
-    if order.status is OrderStatus.CONFIRMED and status in (
-        ShippingStatus.SHIPPED,
-        ShippingStatus.PARTIALLY_DELIVERED,
-        ShippingStatus.DELIVERED,
-    ):
+    if order.status is OrderStatus.CONFIRMED and every_unit_under_way(progress):
         move(orders, order, OrderStatus.SHIPPED, role=role, actor=actor, reason="all_units_shipped")
     if order.status is OrderStatus.SHIPPED and status is ShippingStatus.DELIVERED:
         move(

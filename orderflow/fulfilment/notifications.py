@@ -9,6 +9,7 @@ reach the provider twice).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +22,10 @@ from orderflow.email import EmailMessage, EmailSender
 from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.invoicing import INVOICED_STATUSES
 from orderflow.idempotency import email_message_key
-from orderflow.models import EmailRecord, Order, OrderEvent, Refund, User, table_of
+from orderflow.models import EmailRecord, Order, OrderEvent, Refund, Shipment, User, table_of
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
-from orderflow.statuses import OrderStatus, RefundStatus
+from orderflow.shipments.repository import ShipmentRepository
+from orderflow.statuses import OrderStatus, RefundStatus, ShipmentStatus
 from orderflow.steps import EmailKind
 
 #: The statuses that call for each e-mail; an order that moved on is owed the earlier ones.
@@ -37,6 +39,10 @@ EMAIL_STATUSES: dict[EmailKind, tuple[OrderStatus, ...]] = {
 
 #: Kinds sent once per refund or per change of the order, not once per order.
 PER_OCCURRENCE = frozenset({EmailKind.REFUNDED, EmailKind.UPDATED})
+#: The ``order_updated`` entries of a change asked for (``PATCH /orders/{id}``) name the
+#: ``items`` changed; those the order's own life writes (a refund, its shipping status) do
+#: not, and are owed no e-mail.
+CHANGE_BY_REQUEST = "items"
 #: How far back the sweeper looks for those that are owed.
 OCCURRENCE_WINDOW = timedelta(days=3)
 
@@ -116,7 +122,13 @@ def claim_email(
         or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, key)).first()
     )
     # Not claimed: already sent, or another worker is sending it right now.
-    return None if claimed is None else compose(order, customer, kind, key, refund)
+    if claimed is None:
+        return None
+    parcels: list[Shipment] = []
+    if kind is EmailKind.SHIPPED:
+        parcels = [shipment for shipment in ShipmentRepository(session).of_order(order_id)
+                   if shipment.status is not ShipmentStatus.CANCELLED]  # fmt: skip
+    return compose(order, customer, kind, key, refund, parcels)
 
 
 def release_claim(session: Session, order_id: str, key: str) -> None:
@@ -189,15 +201,23 @@ _MARK_SENT = (
 
 
 def compose(
-    order: Order, customer: User, kind: EmailKind, key: str, refund: Refund | None = None
+    order: Order,
+    customer: User,
+    kind: EmailKind,
+    key: str,
+    refund: Refund | None = None,
+    shipments: Sequence[Shipment] = (),
 ) -> EmailMessage:
+    """The e-mail of ``kind`` for ``order`` (``key``: its claim, ``claim_key``); the refunded
+    one names ``refund``, the shipped one each of ``shipments`` (the order's, not cancelled)
+    with its carrier, tracking number and tracking link."""
     greeting = f"Hello {customer.name or customer.email},"
     lines = "\n".join(f"  {line.quantity} x {line.name} ({line.sku})" for line in order.lines)
     amount = refund.money.format() if refund is not None else ""
     body = {
         EmailKind.CONFIRMATION: f"thank you! We received your payment of "
         f"{order.total.format()}. Invoice {order.invoice_number}.",
-        EmailKind.SHIPPED: "your order has shipped.",
+        EmailKind.SHIPPED: "your order has shipped." + _parcels(shipments),
         EmailKind.DELIVERED: "your order was delivered. Enjoy!",
         EmailKind.CANCELLED: "your order was cancelled. Any payment is refunded in full.",
         EmailKind.FAILED: f"we could not complete your order ({order.failure_reason}). "
@@ -239,6 +259,7 @@ _OWED_CHANGE_EMAILS = (
     select(OrderEvent.order_id, OrderEvent.id)
     .where(
         OrderEvent.type == OrderEventType.ORDER_UPDATED,
+        OrderEvent.data.op("?")(CHANGE_BY_REQUEST),  # PATCH's, not a refund's or a parcel's
         OrderEvent.created_at < bindparam("cutoff"),
         OrderEvent.created_at > bindparam("since"),
         _not_sent(OrderEvent.order_id, literal(f"{EmailKind.UPDATED.value}:") + OrderEvent.id),
@@ -246,3 +267,21 @@ _OWED_CHANGE_EMAILS = (
     .order_by(OrderEvent.created_at)
     .limit(bindparam("limit"))
 )
+
+
+def _parcels(shipments: Sequence[Shipment]) -> str:
+    """One paragraph per parcel: carrier, tracking number, and where to follow it: the
+    carrier's tracking page when the shipment has one, else the shipment on this API
+    (``GET /api/v1/shipments/{id}``, which the customer may read), relative like a label's
+    ``label_url``."""
+    parts = []
+    for number, shipment in enumerate(shipments, start=1):
+        units = sum(line.quantity for line in shipment.lines)
+        link = shipment.tracking_url or f"/api/v1/shipments/{shipment.id}"
+        parts.append(
+            f"\n\nParcel {number} of {len(shipments)} ({units} unit(s)), shipment {shipment.id}"
+            f"\n  Carrier: {shipment.carrier or 'not given'}"
+            f"\n  Tracking number: {shipment.tracking_number or 'not given'}"
+            f"\n  Track it: {link}"
+        )
+    return "".join(parts)

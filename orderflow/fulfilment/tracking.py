@@ -34,6 +34,21 @@ def schedule_tracking(session: Session, carrier: str, tracking_number: str) -> i
     return count
 
 
+#: Parcels the simulated carrier reports on per run (one short transaction each); the rest
+#: wait for the next run, a fraction of a step later.
+CARRIER_BATCH = 200
+
+
+def poll_carrier(database: Database, provider: ShippingProvider, limit: int = CARRIER_BATCH) -> int:
+    """Read back the tracking of every parcel on its way whose label ``provider`` issued, as
+    ``track_shipment`` does after a webhook: how the ``local`` provider's simulated carrier
+    moves parcels (beat runs this every ``local_carrier_poll_seconds``). Returns how many
+    updates were new."""
+    with database.unit_of_work() as session:
+        carried = ShipmentRepository(session).carried_by(provider.name, limit)
+    return sum(refresh_tracking(database, provider, shipment_id) for shipment_id in carried)
+
+
 def refresh_tracking(database: Database, provider: ShippingProvider, shipment_id: str) -> int:
     """Read the shipment's tracking history from the provider and apply each update (each
     in its own transaction, oldest first); returns how many were new."""

@@ -5,12 +5,13 @@ shipment, always in that order."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, update
+from sqlalchemy import Engine, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,8 +26,11 @@ from orderflow.models import (
     table_of,
 )
 from orderflow.pagination import Page, paginate
-from orderflow.shipments.state import UNDER_WAY, LineProgress
+from orderflow.shipments.state import TERMINAL, UNDER_WAY, LineProgress
 from orderflow.statuses import LabelStatus, ShipmentStatus
+
+#: Statuses of a parcel a carrier still has to report on.
+CARRIED = frozenset(ShipmentStatus) - TERMINAL - {ShipmentStatus.PENDING}
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,38 @@ class ShipmentRepository:
         rows = self.session.execute(buy.union_all(void).limit(limit)).all()
         return [(str(row[0]), str(row[1]), bool(row[2])) for row in rows]
 
+    def carried_by(self, provider: str, limit: int) -> list[str]:
+        """Shipments on their way with a label ``provider`` issued and did not take back,
+        least recently changed first: the parcels a carrier may still report on."""
+        return list(
+            self.session.scalars(
+                select(Shipment.id)
+                .join(ShipmentLabel, ShipmentLabel.shipment_id == Shipment.id)
+                .where(
+                    ShipmentLabel.provider == provider,
+                    ShipmentLabel.voided_at.is_(None),
+                    Shipment.label_status == LabelStatus.PURCHASED,
+                    Shipment.status.in_(list(CARRIED)),
+                )
+                .order_by(Shipment.updated_at)
+                .limit(limit)
+            )
+        )
+
+    def count_by_status(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Shipments by status and by label status, every status shown (zero if none)."""
+        rows = self.session.execute(
+            select(Shipment.status, Shipment.label_status, func.count()).group_by(
+                Shipment.status, Shipment.label_status
+            )
+        ).all()
+        statuses = {status.value: 0 for status in ShipmentStatus}
+        labels = {status.value: 0 for status in LabelStatus}
+        for status, label_status, count in rows:
+            statuses[ShipmentStatus(status).value] += int(count)
+            labels[LabelStatus(label_status).value] += int(count)
+        return statuses, labels
+
     def touch_all(self, shipment_ids: Sequence[str]) -> None:
         if shipment_ids:
             self.session.execute(
@@ -188,6 +224,29 @@ class ShipmentRepository:
         self.session.flush()
 
 
+#: First key of the advisory locks of label purchases (the second: the shipment id hashed).
+_LABEL_LEASE_CLASS = 16
+
+
+@contextmanager
+def label_purchase_lease(engine: Engine, shipment_id: str) -> Iterator[bool]:
+    """Whether this process may buy the shipment's label now: True while it holds the
+    shipment's purchase lease, False if another does. The lease is a PostgreSQL session
+    advisory lock on a connection of its own, held through the provider calls (no row is
+    locked, nobody waits on it); it ends with the block, or with the connection if the
+    process dies, so a purchase is never left claimed by a dead worker."""
+    with engine.connect() as connection:
+        key = {"lease_class": _LABEL_LEASE_CLASS, "shipment_id": shipment_id}
+        held = bool(connection.execute(_TRY_LEASE, key).scalar())
+        connection.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                connection.execute(_END_LEASE, key)
+                connection.commit()
+
+
 # -- statements, built once -----------------------------------------------------------------
 
 _shipments, _shipment_lines = table_of(Shipment), table_of(ShipmentLine)
@@ -242,3 +301,6 @@ _PROGRESS = (
     .group_by(_order_lines.c.id, _order_lines.c.quantity)
     .order_by(_order_lines.c.id)
 )
+_lease_key: tuple[Any, Any] = (bindparam("lease_class"), func.hashtext(bindparam("shipment_id")))
+_TRY_LEASE = select(func.pg_try_advisory_lock(*_lease_key))
+_END_LEASE = select(func.pg_advisory_unlock(*_lease_key))

@@ -92,6 +92,17 @@ class LineProgress:
     delivered: int
 
 
+def every_unit_under_way(lines: Iterable[LineProgress]) -> bool:
+    """Whether every unit ordered is in a shipment under way (or arrived): when the order
+    becomes ``shipped``. Not the same as a ``shipping_status`` past ``shipped``: one parcel
+    may be delivered (``partially_delivered``) while another has not left."""
+    ordered = under_way = 0
+    for line in lines:
+        ordered += line.ordered
+        under_way += min(line.under_way, line.ordered)
+    return ordered > 0 and under_way == ordered
+
+
 def derive_shipping_status(
     order_status: OrderStatus, lines: Iterable[LineProgress]
 ) -> ShippingStatus:

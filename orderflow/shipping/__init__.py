@@ -4,9 +4,10 @@ only when Shippo is chosen."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from orderflow.shipping.local import LocalShippingProvider
+from orderflow.shipping.local import LocalCarrier, LocalShippingProvider
 from orderflow.shipping.provider import (
     Label,
     LabelRequest,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Label",
     "LabelRequest",
+    "LocalCarrier",
     "LocalShippingProvider",
     "Quote",
     "ShippingError",
@@ -49,4 +51,6 @@ def shipping_provider_from_settings(
             api_base=settings.shippo_api_base,
             timeout=10.0 if timeout is None else timeout,
         )
-    return LocalShippingProvider()
+    return LocalShippingProvider(
+        LocalCarrier(settings.carrier_dir, timedelta(seconds=settings.local_carrier_step_seconds))
+    )

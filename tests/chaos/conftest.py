@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orderflow.auth.service import login, register_user
+from orderflow.auth.service import ensure_admin, login, register_user
 from orderflow.catalogue.service import NewProduct, create_product
 from orderflow.db import Database, make_engine
 from orderflow.embedded.postgres import EmbeddedPostgres
@@ -27,8 +27,9 @@ from tests import services
 from tests.chaos.shoppers import Shoppers
 from tests.conftest import system_env
 from tests.invariants import assert_promises_kept, wait_for_rest
-from tests.stubs import stub_provider_env
+from tests.stubs import shippo_env, stub_provider_env
 from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.shippo_server import ShippoStub
 from tests.stubs.stripe_server import StripeStub
 from tests.system import SystemProcesses, free_port, wait_until
 
@@ -77,6 +78,16 @@ class ChaosSystem:
                 pair = login(session, self.settings, email, "shopper-pass-1")
                 self.tokens.append(pair.access_token)
                 session.commit()
+
+    def admin_token(self) -> str:
+        """An access token of an admin (who ships orders)."""
+        with self.database.unit_of_work() as session:
+            ensure_admin(session, "chaos-admin@example.com", "chaos-admin-pass-1")
+            session.commit()
+        with self.database.unit_of_work() as session:
+            pair = login(session, self.settings, "chaos-admin@example.com", "chaos-admin-pass-1")
+            session.commit()
+        return pair.access_token
 
     def shoppers(self, **options: object) -> Shoppers:
         return Shoppers(self.api_url, self.tokens, list(self.initial_stock), **options)  # type: ignore[arg-type]
@@ -185,4 +196,12 @@ def chaos_with_stubs(
 ) -> Iterator[ChaosSystem]:
     """A system whose payments and e-mails go through the real SDKs to the stubs."""
     with _on_shared_servers(tmp_path, **stub_provider_env(stripe_stub, sendgrid_stub)) as system:
+        yield system
+
+
+@pytest.fixture
+def chaos_with_shippo(tmp_path: Path, shippo_stub: ShippoStub) -> Iterator[ChaosSystem]:
+    """A system (local payments and e-mails) whose labels and tracking go through Shippo's
+    SDK to the stand-in."""
+    with _on_shared_servers(tmp_path, **shippo_env(shippo_stub)) as system:
         yield system

@@ -4,6 +4,7 @@
   refunds, idempotency, errors, test cards) for the official ``stripe`` SDK;
 * :class:`tests.stubs.sendgrid_server.SendGridStub`: SendGrid's v3 mail send;
 * :class:`tests.stubs.twilio_server.TwilioStub`: Twilio's Messages API (send, list);
+* :class:`tests.stubs.shippo_server.ShippoStub`: Shippo's shipments, labels and tracking;
 * :mod:`tests.stubs.fixtures`: pytest fixtures around them (import them in a conftest).
 
 All are real HTTP servers on 127.0.0.1 in a background thread, record every request
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.stubs.sendgrid_server import SendGridStub
+    from tests.stubs.shippo_server import ShippoStub
     from tests.stubs.stripe_server import StripeStub
 
 #: Client timeout for adapters under test: short, so "hang" tests stay fast.
@@ -24,6 +26,8 @@ ADAPTER_TEST_TIMEOUT = 1.0
 STRIPE_WEBHOOK_SECRET = "whsec_orderflow_stub_webhook_secret"
 #: The sender address tests configure (``ORDERFLOW_EMAIL_FROM``).
 EMAIL_FROM = "orders@orderflow.test"
+#: The secret of ``POST /webhooks/shippo?token=`` tests configure.
+SHIPPO_WEBHOOK_TOKEN = "shippo-hook-secret-0123456789"
 
 
 def stub_provider_env(stripe: StripeStub, sendgrid: SendGridStub) -> dict[str, str]:
@@ -37,4 +41,14 @@ def stub_provider_env(stripe: StripeStub, sendgrid: SendGridStub) -> dict[str, s
         "ORDERFLOW_SENDGRID_API_KEY": sendgrid.api_key,
         "ORDERFLOW_SENDGRID_HOST": sendgrid.url,
         "ORDERFLOW_EMAIL_FROM": EMAIL_FROM,
+    }
+
+
+def shippo_env(shippo: ShippoStub) -> dict[str, str]:
+    """``ORDERFLOW_*`` variables that point a process at the Shippo stand-in."""
+    return {
+        "ORDERFLOW_SHIPPING_PROVIDER": "shippo",
+        "ORDERFLOW_SHIPPO_API_KEY": shippo.api_key,
+        "ORDERFLOW_SHIPPO_API_BASE": shippo.url,
+        "ORDERFLOW_SHIPPO_WEBHOOK_TOKEN": SHIPPO_WEBHOOK_TOKEN,
     }

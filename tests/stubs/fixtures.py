@@ -22,6 +22,7 @@ from orderflow.sms.twilio_sender import TwilioSmsSender
 from tests.stubs import ADAPTER_TEST_TIMEOUT, EMAIL_FROM, STRIPE_WEBHOOK_SECRET
 from tests.stubs.sendgrid_server import DEFAULT_API_KEY as SENDGRID_STUB_API_KEY
 from tests.stubs.sendgrid_server import SendGridStub
+from tests.stubs.shippo_server import ShippoStub
 from tests.stubs.stripe_server import DEFAULT_API_KEY as STRIPE_STUB_API_KEY
 from tests.stubs.stripe_server import StripeStub
 from tests.stubs.twilio_server import DEFAULT_ACCOUNT_SID as TWILIO_STUB_ACCOUNT_SID
@@ -45,6 +46,7 @@ __all__ = [
     "sendgrid_stub",
     "sendgrid_stub_session",
     "sendgrid_stub_shared",
+    "shippo_stub",
     "stripe_provider",
     "stripe_stub",
     "stripe_stub_session",
@@ -65,6 +67,12 @@ def stripe_stub() -> Iterator[StripeStub]:
 @pytest.fixture
 def sendgrid_stub() -> Iterator[SendGridStub]:
     with SendGridStub(api_key=SENDGRID_STUB_API_KEY) as stub:
+        yield stub
+
+
+@pytest.fixture
+def shippo_stub() -> Iterator[ShippoStub]:
+    with ShippoStub() as stub:
         yield stub
 
 

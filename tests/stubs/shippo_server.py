@@ -48,6 +48,8 @@ class ShippoStub(StubServer):
         self.tracking: dict[str, list[tuple[str, str | None, str]]] = {}
         #: The next purchase buys the label, then hangs without answering.
         self.lose_next_purchase_answer = False
+        #: Purchases whose answer was lost so far.
+        self.lost_purchase_answers = 0
 
     def labels_for(self, metadata: str) -> int:
         with self.lock:
@@ -132,6 +134,7 @@ class ShippoStub(StubServer):
         if self.lose_next_purchase_answer:
             # Bought, and the answer never arrives (longer than any client timeout here).
             self.lose_next_purchase_answer = False
+            self.lost_purchase_answers += 1
             self._stopping.wait(3.0)
         return StubResponse.json(201, transaction, note={"transaction": transaction["object_id"]})
 

@@ -89,6 +89,8 @@ def test_orders_placed_and_scrape_time_gauges(
     assert sample(scraped, "orderflow_metrics_source_up", source="broker") == 1
     for reason in STUCK_REASONS:  # every reason is shown, at zero when nothing is stuck
         assert sample(scraped, "orderflow_orders_stuck", reason=reason) == 0
+    assert sample(scraped, "orderflow_shipments", status="in_transit") == 0
+    assert sample(scraped, "orderflow_shipment_labels", status="purchased") == 0
 
     broker = redis.Redis.from_url(redis_url)
     broker.lpush("send_email", "a", "b", "c")

@@ -140,6 +140,7 @@ INSTANTANEOUS = frozenset(
         "shipment_lines_of_their_order",
         "one_label_per_shipment",
         "shipment_moves_forward",
+        "shipment_updates_applied_in_date_order",
         "shipping_status_matches_shipments",
         "refunds_within_charge",
         "credit_note_numbers_gapless",

@@ -271,3 +271,31 @@ def test_shipment_changes_are_business_events_showing_the_shipment_as_get_does(
     assert latest[-1]["subject"] == {"type": "shipment", "id": second["id"]}
     assert latest[-1]["data"] == customer.get(f"/shipments/{second['id']}").json()
     assert events_of(first["id"])[-1]["data"]["status"] == "cancelled"
+
+
+def test_a_parcel_delivered_while_another_has_not_left_keeps_the_order_confirmed(
+    confirmed_order: ConfirmedOrder, admin: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    """``partially_delivered`` is not "every unit under way": the order ships (status and
+    e-mail) only once the last parcel leaves."""
+    mug = make_product()
+    order = confirmed_order((mug, 2))
+    first = _ship(admin, order["id"], (mug.id, 1)).json()
+    assert _event(admin, first["id"], "in_transit", "2026-01-02T10:00:00Z").status_code == 201
+    assert _event(admin, first["id"], "delivered", "2026-01-03T10:00:00Z").status_code == 201
+    after = _order(admin, order["id"])
+    assert (after["status"], after["shipping_status"]) == ("confirmed", "partially_delivered")
+
+    rest = _ship(admin, order["id"]).json()
+    assert _event(admin, rest["id"], "in_transit", "2026-01-03T11:00:00Z").status_code == 201
+    after = _order(admin, order["id"])
+    assert (after["status"], after["shipping_status"]) == ("shipped", "partially_delivered")
+    assert _event(admin, rest["id"], "delivered", "2026-01-04T11:00:00Z").status_code == 201
+    after = _order(admin, order["id"])
+    assert (after["status"], after["shipping_status"]) == ("delivered", "delivered")
+    moves = [
+        (e["data"]["from"], e["data"]["to"])
+        for e in admin.get(f"/orders/{order['id']}/events", params={"limit": 100}).json()["items"]
+        if e["type"] == "status_changed"
+    ]
+    assert moves == [("pending", "confirmed"), ("confirmed", "shipped"), ("shipped", "delivered")]

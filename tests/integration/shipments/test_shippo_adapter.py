@@ -3,8 +3,6 @@ quote whatever the faults, tracking read back as our statuses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from orderflow.shipping import LabelRequest, ShippingProviderUnavailable, ShippingRejected
@@ -17,12 +15,6 @@ FROM = {"name": "Warehouse", "street1": "1 Way", "city": "SF", "state": "CA", "z
         "country": "US"}  # fmt: skip
 TO = {"name": "Jane Doe", "line1": "123 Main St", "line2": None, "city": "New York",
       "state": "NY", "postal_code": "10001", "country": "US"}  # fmt: skip
-
-
-@pytest.fixture
-def shippo_stub() -> Iterator[ShippoStub]:
-    with ShippoStub() as stub:
-        yield stub
 
 
 @pytest.fixture

@@ -19,11 +19,12 @@ from orderflow.settings import Settings
 from orderflow.shipping.shippo_provider import ShippoShippingProvider
 from tests.conftest import serving
 from tests.integration.shipments.conftest import ConfirmedOrder
+from tests.stubs import SHIPPO_WEBHOOK_TOKEN
 from tests.stubs.shippo_server import ShippoStub
 
 pytestmark = pytest.mark.workers
 
-TOKEN = "shippo-hook-secret-0123456789"
+TOKEN = SHIPPO_WEBHOOK_TOKEN
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from orderflow.shipments.state import (
     LineProgress,
     check_cancel,
     derive_shipping_status,
+    every_unit_under_way,
     is_allowed,
     moves_to,
 )
@@ -92,7 +93,24 @@ def test_shipping_status_is_derived_from_line_quantities(
     assert derive_shipping_status(order_status, lines) is expected
 
 
-def _walks() -> st.SearchStrategy[list[S]]:
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([], False),
+        ([P(2, 0, 0)], False),
+        ([P(2, 1, 0)], False),
+        ([P(2, 2, 2), P(1, 0, 0)], False),  # one parcel arrived, the other never left
+        ([P(2, 2, 0), P(1, 1, 1)], True),
+        ([P(2, 2, 2), P(1, 1, 1)], True),
+    ],
+)
+def test_an_order_is_shipped_only_when_every_unit_is_under_way(
+    lines: list[LineProgress], expected: bool
+) -> None:
+    assert every_unit_under_way(lines) is expected
+
+
+def tracking_walks() -> st.SearchStrategy[list[S]]:
     """Time-ordered tracking reports a carrier could send: each step an allowed move."""
 
     @st.composite
@@ -110,7 +128,7 @@ def _walks() -> st.SearchStrategy[list[S]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(walk=_walks(), seed=st.integers(0, 2**32), repeats=st.integers(0, 4))
+@given(walk=tracking_walks(), seed=st.integers(0, 2**32), repeats=st.integers(0, 4))
 def test_any_arrival_order_of_the_same_updates_ends_in_the_same_state(
     walk: list[S], seed: int, repeats: int
 ) -> None:
