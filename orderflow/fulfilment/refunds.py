@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from orderflow.db import Database
 from orderflow.event_types import OrderEventType
+from orderflow.fulfilment import returning
 from orderflow.fulfilment.charging import Anomaly, Reporter, ReportOutcome, record_payment_anomaly
 from orderflow.idempotency import refund_idempotency_key
 from orderflow.money import Money
@@ -131,6 +132,7 @@ def record_refund_outcome(
         {"refund_id": refund.id, "provider_refund_id": refund.provider_id,
          "amount": refund.amount, "currency": refund.currency, "failure_code": failure_code},
     )  # fmt: skip
+    returning.refund_settled(orders, refund, status)
 
 
 def _payment_status(captured: int, refunded: int) -> PaymentStatus:
