@@ -3,6 +3,7 @@ return test makes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,22 +32,35 @@ def ship(
 ) -> dict[str, Any]:
     """A shipment of ``lines`` (all that is left when none), under way since
     ``shipped_days_ago`` and delivered ``delivered_days_ago`` (None: not yet)."""
-    body: dict[str, Any] = {"tracking_number": f"TRK-{order_id[-8:]}-{len(lines)}"}
+    shipment = new_shipment(admin, order_id, *lines)
+    return move_shipment(admin, shipment["id"], shipped_days_ago, delivered_days_ago)
+
+
+def new_shipment(admin: httpx.Client, order_id: str, *lines: tuple[str, int]) -> dict[str, Any]:
+    body: dict[str, Any] = {"tracking_number": f"TRK-{uuid.uuid4().hex[:12]}"}
     if lines:
         body["lines"] = [{"product_id": p, "quantity": q} for p, q in lines]
     created = admin.post(f"/orders/{order_id}/shipments", json=body)
     assert created.status_code == 201, created.text
-    shipment = created.json()
+    return dict(created.json())
+
+
+def move_shipment(
+    admin: httpx.Client,
+    shipment_id: str,
+    shipped_days_ago: float = 2,
+    delivered_days_ago: float | None = 1,
+) -> dict[str, Any]:
     moves = [("in_transit", shipped_days_ago)]
     if delivered_days_ago is not None:
         moves.append(("delivered", delivered_days_ago))
     for status, days in moves:
         answer = admin.post(
-            f"/shipments/{shipment['id']}/events",
+            f"/shipments/{shipment_id}/events",
             json={"status": status, "occurred_at": days_ago(days)},
         )
         assert answer.status_code == 201, answer.text
-    return dict(admin.get(f"/shipments/{shipment['id']}").json())
+    return dict(admin.get(f"/shipments/{shipment_id}").json())
 
 
 @pytest.fixture
