@@ -97,8 +97,7 @@ ORDER_TRANSITIONS = Counter(
 
 RETURN_TRANSITIONS = Counter(
     "orderflow_return_transitions",
-    "Returns reaching a status (committed; requested returns from ''), by previous and new "
-    "status",
+    "Returns reaching a status (committed; requested returns from ''), by previous and new status",
     ["from_status", "to_status"],
 )
 SHIPMENT_TRANSITIONS = Counter(
