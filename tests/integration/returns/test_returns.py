@@ -51,6 +51,8 @@ def _feed(admin: httpx.Client, return_id: str) -> list[str]:
     assert [e["sequence"] for e in mine] == list(range(1, len(mine) + 1))
     assert all(e["subject"]["type"] == "return" for e in mine)
     assert all(e["data"]["order_id"] == mine[0]["data"]["order_id"] for e in mine)
+    # An event's data is the return as GET shows it at that commit: the last one, as now.
+    assert mine[-1]["data"] == admin.get(f"/returns/{return_id}").json()
     return [f"{e['type']}:{e['data']['status']}" for e in mine]
 
 
