@@ -668,6 +668,26 @@ class OrderMachine(RuleBasedStateMachine):
             return multiple()
         order = data.draw(st.sampled_from(pool), label="order")
         product_id = data.draw(st.sampled_from(sorted(order.lines)), label="product")
+        return self._ask(order, product_id, who, quantity)
+
+    @rule(target=returned, data=st.data(), quantity=st.integers(1, 2))
+    def ship_then_ask_return(self, data: st.DataObject, quantity: int) -> Any:
+        """The whole way: an order driven to the customer (as ``progress`` does), then its
+        owner asks to return some of it; more examples reach returns this way."""
+        if not self.orders:
+            return multiple()
+        order = data.draw(st.sampled_from(list(self.orders.values())), label="order")
+        self.progress(order, 6)
+        product_id = data.draw(st.sampled_from(sorted(order.lines)), label="product")
+        asked = self._ask(order, product_id, "owner", quantity)
+        if self.returns and data.draw(st.booleans(), label="received at once"):
+            latest = self.returns[max(self.returns)]  # ids sort by creation
+            restock = data.draw(st.booleans(), label="restock")
+            self.receive_return(latest, latest.quantity, restock, approve_first=True)
+        return asked
+
+    def _ask(self, order: Placed, product_id: str, who: str, quantity: int) -> Any:
+        out = [OrderStatus.SHIPPED, OrderStatus.DELIVERED]
         status = self._status(order)
         held = sum(r.held for r in self.returns.values()
                    if (r.order_id, r.product_id) == (order.id, product_id))  # fmt: skip
@@ -715,10 +735,19 @@ class OrderMachine(RuleBasedStateMachine):
         assert allowed, f"a {status} return became {target}"
         asked.status = target
 
-    @rule(asked=returned, received=st.integers(0, 3), restock=st.booleans())
-    def receive_return(self, asked: Asked, received: int, restock: bool) -> None:
+    @rule(
+        asked=returned,
+        received=st.integers(0, 3),
+        restock=st.booleans(),
+        approve_first=st.booleans(),
+    )
+    def receive_return(
+        self, asked: Asked, received: int, restock: bool, approve_first: bool
+    ) -> None:
         """The parcel arrives: some or all of it, sellable or not; a second receipt, or one
-        of a return not approved, changes nothing."""
+        of a return not approved, changes nothing. The admin may approve it on arrival."""
+        if approve_first:
+            self.decide_return(asked, approve=True)
         status = self._return_status(asked)
         quantity = min(received, asked.quantity)
         admin = orders.Viewer(type(self).world.admin.id, is_admin=True)
