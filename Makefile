@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: run test e2e chromium venv lint chaos fuzz bench load clean-state
+.PHONY: run test e2e chromium venv lint chaos fuzz bench load hosts clean-state
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ run: venv
 
 test: venv
 	$(BIN)/lint-imports
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz --ignore=tests/e2e $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/fuzz --ignore=tests/e2e --ignore=tests/hosts $(PYTEST_ARGS)
 
 # Browser tests (tests/e2e): /docs and /redoc offline, the local 3-D Secure page. Installs
 # what they need when missing: Debian's chromium (apt, as root or through sudo) and the
@@ -62,6 +62,11 @@ chaos: venv
 
 fuzz: venv
 	$(PYTEST) -v tests/fuzz
+
+# The system split over simulated hosts (tests/hosts): network namespaces made by the test,
+# so it needs root (it skips, saying why, where it cannot make them). Prints the scaling table.
+hosts: venv
+	$(PYTEST) -v -s -n 0 tests/hosts $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m bench.run_all

@@ -46,6 +46,7 @@ STEP_QUEUES = (
     "charge_payment",
     "generate_invoice",
     "send_email",
+    "send_sms",
     "labels",
     "maintenance",
 )
@@ -59,6 +60,7 @@ task_routes = {
     "orderflow.charge_payment": {"queue": "charge_payment"},
     "orderflow.generate_invoice": {"queue": "generate_invoice"},
     "orderflow.send_email": {"queue": "send_email"},
+    "orderflow.send_sms": {"queue": "send_sms"},
     "orderflow.refund_payment": {"queue": "charge_payment"},
     "orderflow.buy_label": {"queue": "labels"},
     "orderflow.void_label": {"queue": "labels"},

@@ -22,7 +22,14 @@ ADDRESS = {
     "country": "US",
 }
 
-USER = {"id": USER_ID, "email": "jane@example.com", "name": "Jane", "role": "client"}
+USER = {
+    "id": USER_ID,
+    "email": "jane@example.com",
+    "name": "Jane",
+    "role": "client",
+    "phone": "+14155550123",
+    "sms_opt_in": True,
+}
 
 TOKENS = {
     "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfMmI5ZjRjN2QifQ.c2ln",

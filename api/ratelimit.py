@@ -4,7 +4,9 @@ Fixed windows: one atomic Lua script increments a counter and starts its window 
 the first hit, so two API processes never both think they saw the first request. Over the
 limit the caller gets 429 problem+json with ``Retry-After`` (the seconds left in the
 window). Redis unavailable: the limiter lets requests through (and logs), because refusing
-checkouts is worse than letting a burst pass.
+checkouts is worse than letting a burst pass; after a failure it lets them through without
+asking Redis for ``PAUSE_AFTER_FAILURE_SECONDS``, so an API host cut off from Redis (packets
+dropped, every call waiting out its timeout) keeps answering at its usual speed.
 
 * login: every attempt counts against the client address; failed attempts count against
   the account, and an account over its limit is refused even with the right password
@@ -16,6 +18,7 @@ checkouts is worse than letting a burst pass.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -54,28 +57,51 @@ class Limit:
     refusal: str
 
 
+#: After Redis failed the limiter, requests pass unchecked this long before it asks again.
+PAUSE_AFTER_FAILURE_SECONDS = 5.0
+
+
 class RateLimiter:
     """On the event loop (asyncio Redis client): counting costs a request no worker thread."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        enabled: bool = True,
+        pause_seconds: float = PAUSE_AFTER_FAILURE_SECONDS,
+    ) -> None:
         self.client, self.enabled = client, enabled
         self._hit = client.register_script(_HIT)
+        self._pause_seconds = pause_seconds
+        self._paused_until = 0.0  # monotonic; one event loop, so no lock
+
+    def _in_use(self) -> bool:
+        return self.enabled and time.monotonic() >= self._paused_until
+
+    def _unavailable(self, error: redis.RedisError) -> None:
+        self._paused_until = time.monotonic() + self._pause_seconds
+        log.warning(
+            "rate limiter unavailable; letting requests through",
+            error=str(error),
+            unchecked_for_seconds=self._pause_seconds,
+        )
 
     async def hit(self, limit: Limit, subject: str, *, refuse: bool = True) -> None:
         """Count one event for ``subject``; over the limit, raise ``RateLimited``."""
-        if not self.enabled:
+        if not self._in_use():
             return
         try:
             count, ttl = await self._hit(keys=[_key(limit, subject)], args=[limit.window_seconds])
         except redis.RedisError as error:
-            log.warning("rate limiter unavailable; letting the request through", error=str(error))
+            self._unavailable(error)
             return
         if refuse and int(count) > limit.limit:
             self._refuse(limit, int(ttl))
 
     async def check(self, limit: Limit, subject: str) -> None:
         """Refuse when ``subject`` is already at its limit, without counting."""
-        if not self.enabled:
+        if not self._in_use():
             return
         key = _key(limit, subject)
         try:
@@ -84,7 +110,7 @@ class RateLimiter:
             pipe.ttl(key)
             count, ttl = await pipe.execute()
         except redis.RedisError as error:
-            log.warning("rate limiter unavailable; letting the request through", error=str(error))
+            self._unavailable(error)
             return
         if count is not None and int(count) >= limit.limit:
             self._refuse(limit, int(ttl))

@@ -1,8 +1,9 @@
 """``make bench``: ``python -m bench.run_all``.
 
-Runs the intake benchmark, the pipeline benchmark and the default soak one after the other
-(each on a database and Redis db of its own), then ``bench.plot``, and prints the figures
-against the targets of issue 7. About nine minutes on two cores. Benchmarks report; they
+Runs the intake benchmark, the pipeline benchmark, the outgoing webhooks benchmark and the
+default soak one after the other (each on a database and Redis db of its own), then
+``bench.plot``, and prints the figures against the targets of issues 7 and 15. About eleven
+minutes on two cores. Benchmarks report; they
 never fail the build on a figure (the exit status is non-zero only if a run broke).
 """
 
@@ -14,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from bench import intake, pipeline, plot, soak
+from bench import intake, pipeline, plot, soak, webhooks
 from bench.common import service_arguments, stop_on_sigterm
 
 
@@ -89,12 +90,18 @@ def main(argv: list[str] | None = None) -> None:
     pipeline_figures = pipeline.main(common)
     timings["pipeline"] = time.monotonic() - mark
     mark = time.monotonic()
+    webhook_figures = webhooks.main(common)
+    timings["webhooks"] = time.monotonic() - mark
+    mark = time.monotonic()
     soak_figures = soak.main([*common, "--orders", str(args.soak_orders)])
     timings["soak"] = time.monotonic() - mark
     plot.main([])
     print()
     print("Targets of issue 7 (measured in this run):")
     for line in targets(intake_figures, pipeline_figures, soak_figures):
+        print(f"  {line}")
+    print("Targets of issue 15:")
+    for line in webhooks.targets(webhook_figures):
         print(f"  {line}")
     spent = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
     print(f"\nmake bench took {time.monotonic() - started:.0f} s ({spent})")

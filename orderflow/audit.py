@@ -68,6 +68,7 @@ _CHECKS: dict[str, str] = {
         SELECT order_id, count(*) || ' ' || what FROM (
             SELECT order_id, kind || ' payments' AS what FROM payments
             UNION ALL SELECT order_id, kind || ' e-mails' FROM emails
+            UNION ALL SELECT order_id, kind || ' texts' FROM sms_messages
             UNION ALL SELECT order_id, 'invoices' FROM invoices) AS effects
         GROUP BY order_id, what HAVING count(*) > 1""",
     "paid_order_has_one_capture": """

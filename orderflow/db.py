@@ -28,10 +28,28 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={"options": "-c timezone=UTC", **network_timeouts(settings)},
     )
     _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine
+
+
+def network_timeouts(settings: Settings) -> dict[str, int]:
+    """libpq parameters that bound every wait on the network, so a partition from
+    PostgreSQL fails a request in seconds (the API answers 503) instead of hanging it until
+    the kernel gives up (minutes for sent data, hours for an idle connection): the connect
+    timeout, ``tcp_user_timeout`` for data sent and never acknowledged, and keepalive probes
+    for a connection waiting on an answer that will never come."""
+    network = settings.database_network_timeout_seconds
+    idle = max(1, int(network / 2))
+    return {
+        "connect_timeout": settings.database_connect_timeout_seconds,
+        "tcp_user_timeout": int(network * 1000),
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": max(1, int(network / 4)),
+        "keepalives_count": 2,
+    }
 
 
 #: A pooled connection idle for longer than this is pinged before it is handed out.

@@ -11,6 +11,9 @@ class OrderEventType(StrEnum):
 
     ORDER_PLACED = "order_placed"
     STATUS_CHANGED = "status_changed"
+    #: The order as ``GET`` shows it changed with no move of its status (its money after a
+    #: refund, its shipping status, its address or lines); ``data["changed"]`` names fields.
+    ORDER_UPDATED = "order_updated"
     STOCK_RESERVED = "stock_reserved"
     STOCK_RELEASED = "stock_released"
     PAYMENT_REQUIRES_ACTION = "payment_requires_action"
@@ -24,6 +27,7 @@ class OrderEventType(StrEnum):
     PAYMENT_ANOMALY = "payment_anomaly"
     INVOICE_GENERATED = "invoice_generated"
     EMAIL_SENT = "email_sent"
+    SMS_SENT = "sms_sent"
     SHIPMENT_CREATED = "shipment_created"
     SHIPMENT_UPDATED = "shipment_updated"
     SHIPMENT_CANCELLED = "shipment_cancelled"

@@ -175,3 +175,14 @@ def refund_idempotency_key(order_id: str, refund_id: str) -> str:
 
 def email_message_key(order_id: str, kind: str) -> str:
     return f"{order_id}:{kind}"
+
+
+def sms_message_key(order_id: str, kind: str) -> str:
+    return f"{order_id}:sms:{kind}"
+
+
+def webhook_notice_message_key(endpoint_id: str, disablement: int, recipient: str) -> str:
+    """One e-mail per admin per disablement of an endpoint (the address as a digest: keys
+    are at most 255 characters, addresses up to 320)."""
+    digest = hashlib.sha256(recipient.lower().encode()).hexdigest()[:16]
+    return f"{endpoint_id}:disabled:{disablement}:{digest}"

@@ -50,6 +50,13 @@ from orderflow.shipping import (
     ShippingRejected,
     TrackingReport,
 )
+from orderflow.sms import (
+    SmsMessage,
+    SmsProviderMisconfigured,
+    SmsProviderUnavailable,
+    SmsRejected,
+    SmsSender,
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -135,10 +142,20 @@ OUTBOX_PUBLISHED = Counter(
     "orderflow_outbox_published", "Outbox messages the relay put on the broker", ["topic"]
 )
 
+# --- customer notices -----------------------------------------------------------------------
+SMS_MESSAGES = Counter(
+    "orderflow_sms",
+    "Runs of the SMS step, by kind and outcome: sent, found (an earlier attempt had got "
+    "through: not sent again), failed (refused for good), skipped (opted out since), "
+    "unavailable (left to a retry)",
+    ["kind", "outcome"],
+)
+
 # --- providers (wrappers below) -------------------------------------------------------------
 PROVIDER_CALLS = Counter(
     "orderflow_provider_calls",
-    "Calls to the payment and e-mail providers, by outcome (a result or an error kind)",
+    "Calls to the payment, e-mail, shipping and SMS providers, by outcome (a result or an "
+    "error kind)",
     ["provider", "operation", "outcome"],
 )
 PROVIDER_LATENCY = Histogram(
@@ -160,6 +177,9 @@ _ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
     (EmailProviderUnavailable, "unavailable"),
     (ShippingRejected, "rejected"),
     (ShippingProviderUnavailable, "unavailable"),
+    (SmsProviderMisconfigured, "misconfigured"),
+    (SmsRejected, "rejected"),
+    (SmsProviderUnavailable, "unavailable"),
 )
 
 T = TypeVar("T")
@@ -248,6 +268,27 @@ class InstrumentedEmailSender:
 
     def send(self, message: EmailMessage) -> str:
         return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class InstrumentedSmsSender:
+    """An SMS sender that records every call; behaves exactly like the one it wraps."""
+
+    def __init__(self, inner: SmsSender, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def send(self, message: SmsMessage) -> str:
+        return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
+
+    def find_sent(self, message: SmsMessage) -> str | None:
+        return observe_call(
+            self.name,
+            "find_sent",
+            lambda: self.inner.find_sent(message),
+            lambda found: "not_found" if found is None else "found",
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

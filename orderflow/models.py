@@ -40,6 +40,7 @@ from orderflow.statuses import (
     RefundStatus,
     ShipmentStatus,
     ShippingStatus,
+    SmsStatus,
 )
 
 
@@ -98,8 +99,14 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16))
+    #: E.164 (``+14155550123``), normalised by ``auth.phones``; texts go here when opted in.
+    phone: Mapped[str | None] = mapped_column(String(16))
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = _now_column()
-    __table_args__ = (CheckConstraint("role IN ('client', 'admin')", name="users_role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('client', 'admin')", name="users_role"),
+        CheckConstraint(r"phone ~ '^\+[1-9][0-9]{1,14}$'", name="users_phone_e164"),
+    )
 
 
 class AuthSession(Base):
@@ -433,6 +440,40 @@ class EmailRecord(Base):
     __table_args__ = (
         UniqueConstraint("order_id", "kind", name="emails_one_per_kind"),
         CheckConstraint("status IN ('sending', 'sent')", name="emails_status"),
+    )
+
+
+class SmsRecord(Base):
+    """One text message of each kind per order: written ``pending`` when the order makes the
+    move that owes it (the customer opted in and has a phone), claimed by the step that sends
+    it (``claimed_at``), then ``sent``, ``failed`` (refused for good) or ``skipped`` (the
+    customer opted out or removed the phone before it went)."""
+
+    __tablename__ = "sms_messages"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[SmsStatus] = _enum_column(SmsStatus, 8)
+    recipient: Mapped[str] = mapped_column(String(16))
+    #: The text as composed at the first attempt; every later attempt sends (and looks up)
+    #: exactly this, to ``recipient`` as it was then.
+    body: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    #: Sends begun; past the first, the provider is asked whether an earlier one arrived.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: Set while one worker is sending; a claim older than the lease was abandoned.
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+    __table_args__ = (
+        UniqueConstraint("order_id", "kind", name="sms_one_per_kind"),
+        CheckConstraint("kind IN ('shipped','delivered')", name="sms_messages_kind"),
+        CheckConstraint(
+            "status IN ('pending','sent','failed','skipped')", name="sms_messages_status"
+        ),
+        Index("sms_messages_owed", "updated_at", postgresql_where="status = 'pending'"),
     )
 
 

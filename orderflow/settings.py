@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from orderflow.origins import NotAnOrigin, configured_origin
 DEFAULT_STATE_DIR = Path(".orderflow")
 #: Marks a secret nobody chose; refused when a real provider or production is configured.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class ConfigError(ValueError):
@@ -27,11 +29,20 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = ""
+    #: A PostgreSQL that does not answer a connection attempt within this long is down:
+    #: the API answers 503, a task retries (libpq's ``connect_timeout``; at least 2 s).
+    database_connect_timeout_seconds: int = Field(default=3, ge=2, le=60)
+    #: A connection whose sent data stays unacknowledged this long, or whose server stops
+    #: answering keepalive probes, is dead (libpq's ``tcp_user_timeout`` and keepalives): a
+    #: network partition fails the request in seconds instead of hanging it for minutes.
+    database_network_timeout_seconds: float = Field(default=5.0, ge=1, le=600)
     redis_url: str = ""
     state_dir: Path = DEFAULT_STATE_DIR
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: How long the API keeps an idle client connection open (``workers.launcher.api_command``).
+    api_keepalive_seconds: int = Field(default=75, ge=1, le=3600)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_host: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
@@ -81,6 +92,14 @@ class Settings(BaseSettings):
     sendgrid_api_key: SecretStr | None = None
     sendgrid_host: str | None = None
     email_from: str = "orders@example.com"
+
+    #: Shipped and delivered notices by SMS to customers who opted in (``orderflow.sms``).
+    sms_provider: Literal["local", "twilio"] = "local"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    #: The number texts come from (E.164); the local sender writes it into its files.
+    twilio_from: str = "+15005550006"
+    twilio_api_base: str | None = None
 
     #: Pipeline pacing. A stalled order is re-driven after ``sweep_stall_seconds``.
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
@@ -166,6 +185,7 @@ class Settings(BaseSettings):
             "sendgrid_api_key",
             "shippo_api_key",
             "shippo_webhook_token",
+            "twilio_auth_token",
         ):
             secret = getattr(self, name)
             if secret is not None and not secret.get_secret_value():
@@ -190,6 +210,7 @@ class Settings(BaseSettings):
                 "ORDERFLOW_SHIPPING_PROVIDER=shippo needs ORDERFLOW_SHIPPO_API_KEY: "
                 "set it to your Shippo API token, or use ORDERFLOW_SHIPPING_PROVIDER=local"
             )
+        self._check_twilio()
         if self.environment == "production" and (
             self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
         ):
@@ -209,6 +230,38 @@ class Settings(BaseSettings):
             raise ConfigError("ORDERFLOW_JWT_SECRET is too short: use at least 32 characters")
         return self
 
+    def _check_twilio(self) -> None:
+        """Twilio needs its account, its token and our number, all from the environment (the
+        default from-number is Twilio's test number, good for the local sender only)."""
+        if not self.twilio_account_sid:
+            self.twilio_account_sid = None
+        if not _E164.match(self.twilio_from):
+            raise ConfigError(
+                "ORDERFLOW_TWILIO_FROM must be a phone number in E.164 (a + and up to 15 "
+                "digits, e.g. +14155550123): the Twilio number texts are sent from"
+            )
+        if self.sms_provider != "twilio":
+            return
+        missing = [
+            (variable, what)
+            for variable, given, what in (
+                ("ORDERFLOW_TWILIO_ACCOUNT_SID", self.twilio_account_sid, "your account SID"),
+                ("ORDERFLOW_TWILIO_AUTH_TOKEN", self.twilio_auth_token, "your auth token"),
+                (
+                    "ORDERFLOW_TWILIO_FROM",
+                    "twilio_from" in self.model_fields_set,
+                    "the Twilio number texts are sent from (E.164)",
+                ),
+            )
+            if not given
+        ]
+        if missing:
+            variable, what = missing[0]
+            raise ConfigError(
+                f"ORDERFLOW_SMS_PROVIDER=twilio needs {variable}: set it to {what}, "
+                "or use ORDERFLOW_SMS_PROVIDER=local"
+            )
+
     @property
     def webhook_retry_delays(self) -> list[float]:
         return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
@@ -216,6 +269,10 @@ class Settings(BaseSettings):
     @property
     def emails_dir(self) -> Path:
         return self.state_dir / "emails"
+
+    @property
+    def sms_dir(self) -> Path:
+        return self.state_dir / "sms"
 
     @property
     def ship_from_address(self) -> dict[str, str]:

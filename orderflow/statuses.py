@@ -111,3 +111,14 @@ class ReturnStatus(StrEnum):
     RECEIVED = "received"
     REFUNDED = "refunded"
     REJECTED = "rejected"
+
+
+class SmsStatus(StrEnum):
+    """A text message owed to a customer (``sms_messages``): ``pending`` until the send step
+    settles it as ``sent``, ``failed`` (the provider refused it for good) or ``skipped`` (the
+    customer opted out or removed the phone before it went)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"

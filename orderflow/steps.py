@@ -16,6 +16,7 @@ class Step(StrEnum):
     CHARGE_PAYMENT = "orderflow.charge_payment"
     GENERATE_INVOICE = "orderflow.generate_invoice"
     SEND_EMAIL = "orderflow.send_email"
+    SEND_SMS = "orderflow.send_sms"
     REFUND_PAYMENT = "orderflow.refund_payment"
     BUY_LABEL = "orderflow.buy_label"
     VOID_LABEL = "orderflow.void_label"
@@ -28,6 +29,13 @@ class EmailKind(StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
     FAILED = "failed"
+
+
+class SmsKind(StrEnum):
+    """The moves that also go by text message, to customers who opted in."""
+
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
 
 
 def schedule(session: Session, step: Step, order_id: str, **kwargs: Any) -> None:

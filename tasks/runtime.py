@@ -10,10 +10,12 @@ from orderflow.metrics import (
     InstrumentedEmailSender,
     InstrumentedPaymentProvider,
     InstrumentedShippingProvider,
+    InstrumentedSmsSender,
 )
 from orderflow.payments import PaymentProvider, payment_provider_from_settings
 from orderflow.settings import Settings, get_settings
 from orderflow.shipping import ShippingProvider, shipping_provider_from_settings
+from orderflow.sms import SmsSender, sms_sender_from_settings
 
 
 def settings() -> Settings:
@@ -41,6 +43,12 @@ def email_sender() -> EmailSender:
 
 
 @cache
+def sms_sender() -> SmsSender:
+    sender = sms_sender_from_settings(settings(), timeout=settings().provider_timeout_seconds)
+    return InstrumentedSmsSender(sender, settings().sms_provider)
+
+
+@cache
 def shipping_provider() -> ShippingProvider:
     provider = shipping_provider_from_settings(
         settings(), timeout=settings().provider_timeout_seconds
@@ -63,5 +71,5 @@ def steps_served_here() -> frozenset[str]:
 
 def reset() -> None:
     """Forget what a parent process built; called in each new worker process."""
-    for built in (database, payment_provider, email_sender, shipping_provider):
+    for built in (database, payment_provider, email_sender, sms_sender, shipping_provider):
         built.cache_clear()

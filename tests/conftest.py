@@ -150,7 +150,12 @@ class _ThreadedServer(uvicorn.Server):
 def serving(settings: Settings) -> Iterator[str]:
     """The real API for ``settings`` on a real socket, in a thread of the test process."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=settings.api_keepalive_seconds,  # as workers.launcher.api_command
     )
     server = _ThreadedServer(config)
     thread = threading.Thread(target=server.run, daemon=True)

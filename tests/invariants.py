@@ -109,5 +109,5 @@ def assert_no_double_effects_at_providers(
         assert captured == (total if status in ("confirmed", "shipped", "delivered") else 0)
         kept += captured
     duplicates = {key: n for key, n in sendgrid.count_by_key().items() if n > 1}
-    assert duplicates == {}
+    assert duplicates == {}, f"e-mails sent more than once: {duplicates}"
     assert kept == stripe.captured_amount()

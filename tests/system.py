@@ -19,6 +19,8 @@ import httpx
 
 from celeryconfig import STEP_QUEUES
 from orderflow.embedded.child import spawn
+from orderflow.settings import get_settings
+from workers.launcher import api_command
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> None:
@@ -96,20 +98,9 @@ class SystemProcesses:
         )
 
     def start_api(self, port: int, name: str = "api") -> subprocess.Popen[bytes]:
-        process = self._start(
-            name,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        )
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        command = api_command(get_settings(), "127.0.0.1", port)
+        process = self._start(name, *command, "--log-level", "warning")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 90)
         return process
 
     def revive_exited(self) -> None:

@@ -19,6 +19,7 @@ TASK_MODULES = [
     "tasks.charge_payment",
     "tasks.generate_invoice",
     "tasks.send_email",
+    "tasks.send_sms",
     "tasks.refund_payment",
     "tasks.labels",
     "tasks.maintenance",

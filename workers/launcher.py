@@ -151,12 +151,23 @@ def _prepare(env: dict[str, str]) -> None:
             raise ChildExited(f"orderflow {command} failed ({_describe(done.returncode)})")
 
 
+def api_command(settings: Settings, host: str, port: int) -> list[str]:
+    """The API's server: uvicorn with the app factory. An idle connection is kept
+    ``ORDERFLOW_API_KEEPALIVE_SECONDS`` (uvicorn's own default is 5 s): a server that closes an
+    idle keep-alive connection races the client's next request on it, which then fails with
+    "server disconnected" (a 502 behind a proxy). Kept longer than the clients' and proxies'
+    idle timeouts, it is always their side that closes."""
+    return [
+        "-m", "uvicorn", "api.app:create_app", "--factory", "--host", host, "--port", str(port),
+        "--timeout-keep-alive", str(settings.api_keepalive_seconds),
+    ]  # fmt: skip
+
+
 def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Path) -> None:
     from celeryconfig import STEP_QUEUES, WEBHOOK_QUEUE  # reads the settings: only once valid
 
     celery = ["-m", "celery", "-A", "workers.app"]
-    api = ["-m", "uvicorn", "api.app:create_app", "--factory"]
-    supervisor.start("api", [*api, "--host", settings.host, "--port", str(settings.port)])
+    supervisor.start("api", api_command(settings, settings.host, settings.port))
     supervisor.start(
         "worker", [*celery, "worker", "--loglevel", "INFO", "-E", "-Q", ",".join(STEP_QUEUES)]
     )

@@ -18,6 +18,7 @@ from api.ratelimit import LoginRateLimit
 from api.schemas.auth import (
     LoginRequest,
     PasswordChangeRequest,
+    ProfileUpdate,
     RefreshRequest,
     RegisterRequest,
     TokenOut,
@@ -33,7 +34,14 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, email=user.email, name=user.name, role=user.role)
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        phone=user.phone,
+        sms_opt_in=user.sms_opt_in,
+    )
 
 
 def _tokens_out(response: Response, settings: Settings, pair: auth.TokenPair) -> TokenOut:
@@ -67,6 +75,19 @@ _WEAK = problem_example(
     "password is too weak: it needs both letters and digits or symbols",
     errors=[{"field": "password", "message": "needs both letters and digits or symbols"}],
 )
+_BAD_PHONE = problem_example(
+    422,
+    "validation-error",
+    "Validation failed",
+    "invalid input in phone",
+    errors=[
+        {
+            "field": "phone",
+            "message": "no such number exists in that country's numbering plan",
+            "type": "value_error",
+        }
+    ],
+)
 _CROSS_SITE = problem_example(
     403,
     "cross-site-request",
@@ -87,8 +108,10 @@ _TOKEN_PAIR = (
     summary="Register a customer",
     description=(
         "Creates a user with the `client` role. The password needs 8 to 128 characters, not "
-        "only letters and not only digits. Registering does not log in: call "
-        "`POST /auth/login` next."
+        "only letters and not only digits. `phone` (optional) is an international number "
+        "(`+` and country code; spaces and dashes allowed), stored as E.164; with "
+        "`sms_opt_in: true` (needs a phone) the shipped and delivered notices also go by SMS. "
+        "Registering does not log in: call `POST /auth/login` next."
     ),
     responses={
         **json_answer(201, "The new user", client=ex.USER),
@@ -101,13 +124,22 @@ _TOKEN_PAIR = (
                         409, "conflict", "Conflict", "a user with this email already exists"
                     )
                 },
-                422: {"weak-password": _WEAK},
+                422: {"weak-password": _WEAK, "bad-phone": _BAD_PHONE},
             },
         ),
     },
 )
 def register(body: RegisterRequest, session: SessionDep) -> UserOut:
-    return _user_out(auth.register_user(session, body.email, body.password, body.name))
+    return _user_out(
+        auth.register_user(
+            session,
+            body.email,
+            body.password,
+            body.name,
+            phone=body.phone,
+            sms_opt_in=body.sms_opt_in,
+        )
+    )
 
 
 @router.post(
@@ -276,8 +308,47 @@ def change_password(
     "/me",
     response_model=UserOut,
     summary="Who am I",
-    description="The logged-in user: id, email, name and role (`client` or `admin`).",
+    description=(
+        "The logged-in user: id, email, name, role (`client` or `admin`), phone (E.164 or "
+        "null) and sms_opt_in."
+    ),
     responses={**json_answer(200, "The caller", client=ex.USER), **problem_responses(401)},
 )
 def me(user: CurrentUser) -> UserOut:
     return _user_out(user)
+
+
+@router.patch(
+    "/me",
+    response_model=UserOut,
+    summary="Change my profile",
+    description=(
+        "Changes the fields sent of the caller's own profile and answers it: `name`, `phone` "
+        "(an international number, stored as E.164; `null` removes it, and with it the SMS "
+        "opt-in) and `sms_opt_in` (true needs a phone, sent now or on file). Fields left out "
+        "stay as they are; any other field is 422 (the e-mail and the role cannot change here)."
+    ),
+    responses={
+        **json_answer(200, "The caller's profile after the change", client=ex.USER),
+        **problem_responses(
+            *BODY_PROBLEMS,
+            401,
+            403,
+            examples={
+                403: {"cross-site": _CROSS_SITE},
+                422: {
+                    "bad-phone": _BAD_PHONE,
+                    "opt-in-without-phone": problem_example(
+                        422,
+                        "unprocessable",
+                        "Unprocessable request",
+                        "sms_opt_in needs a phone number: give phone as well",
+                        errors=[{"field": "sms_opt_in", "message": "needs a phone number"}],
+                    ),
+                },
+            },
+        ),
+    },
+)
+def update_me(body: ProfileUpdate, user: CurrentUser, session: SessionDep) -> UserOut:
+    return _user_out(auth.update_profile(session, user, body.model_dump(exclude_unset=True)))

@@ -4,7 +4,7 @@ import functools
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from api.deps import (
     SettingsDep,
     ViewerDep,
 )
+from api.idempotent import IdempotencyKeyHeader, answer_of, created, keyed_request
 from api.ratelimit import OrderRateLimit
 from api.routers import local_payments
 from api.schemas.common import (
@@ -48,22 +49,6 @@ from orderflow.payments.local import TEST_PAYMENT_METHODS
 from orderflow.statuses import OrderStatus, PaymentStatus
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-
-#: What ``idempotency.check_key`` accepts of a header value: printable (Latin-1, as headers
-#: are read) characters; HTTP strips spaces at either end.
-_PRINTABLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
-IDEMPOTENCY_KEY_PATTERN = f"^[{_PRINTABLE}]([ {_PRINTABLE}]*[{_PRINTABLE}])?$"
-
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Optional, recommended; 1 to 255 printable characters. Scoped to the caller.",
-        # Documented here, enforced by the service: a bad key is a 400 (DESIGN.md), not a 422.
-        json_schema_extra={"minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
-    ),
-]
-
 
 _NO_ORDER = {
     404: {
@@ -138,11 +123,7 @@ def order_page(page: orders.Page[Order], render: Callable[[Order], OrderOut]) ->
 
 
 def _render_created(order: Order) -> idempotency.StoredResponse:
-    return idempotency.StoredResponse(
-        status=status.HTTP_201_CREATED,
-        body=OrderOut.of(order).model_dump(mode="json"),
-        location=f"/api/v1/orders/{order.id}",
-    )
+    return created(OrderOut.of(order).model_dump(mode="json"), f"/orders/{order.id}")
 
 
 @router.post(
@@ -316,11 +297,7 @@ async def place_order(
         idempotency.check_key(idempotency_key)
     _one_source_of_lines(body)
     ttl_hours = settings.idempotency_key_ttl_hours
-    placement = await work.run(functools.partial(_place, body, idempotency_key, ttl_hours))
-    headers = {"Location": placement.response.location or ""}
-    if placement.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(placement.response.body, placement.response.status, headers=headers)
+    return answer_of(await work.run(functools.partial(_place, body, idempotency_key, ttl_hours)))
 
 
 def _place(
@@ -331,14 +308,9 @@ def _place(
     viewer: Viewer,
 ) -> idempotency.Answer:
     """Place, in the caller's unit of work (``CallerWork``)."""
-    request = None
-    if idempotency_key is not None:
-        request = idempotency.IdempotentRequest(
-            caller_id=viewer.user_id,
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint("POST", "/orders", _fingerprinted(body)),
-            ttl_hours=ttl_hours,
-        )
+    request = keyed_request(
+        idempotency_key, viewer.user_id, "/orders", _fingerprinted(body), ttl_hours
+    )
     command = orders.PlaceOrder(
         customer_id=body.customer_id or viewer.user_id,
         items=[orders.LineRequest(line.product_id, line.quantity) for line in body.items or ()],
@@ -587,10 +559,8 @@ def order_invoice(order_id: str, viewer: ViewerDep, session: SessionDep) -> Resp
 
 
 def _render_refund(refund: Refund) -> idempotency.StoredResponse:
-    return idempotency.StoredResponse(
-        status=status.HTTP_201_CREATED,
-        body=RefundOut.of(refund).model_dump(mode="json"),
-        location=f"/api/v1/orders/{refund.order_id}/refunds",
+    return created(
+        RefundOut.of(refund).model_dump(mode="json"), f"/orders/{refund.order_id}/refunds"
     )
 
 
@@ -642,24 +612,18 @@ def refund_order(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Refund part or all of what is left of the capture; 409 when more than that."""
-    request = None
-    if idempotency_key is not None:
-        idempotency.check_key(idempotency_key)
-        request = idempotency.IdempotentRequest(
-            caller_id=viewer.user_id,
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint(
-                "POST", f"/orders/{order_id}/refunds", body.model_dump(mode="json")
-            ),
-            ttl_hours=settings.idempotency_key_ttl_hours,
-        )
-    answer = refunds.refund_order(
-        session, viewer, order_id, body.amount, body.reason, request, _render_refund
+    request = keyed_request(
+        idempotency_key,
+        viewer.user_id,
+        f"/orders/{order_id}/refunds",
+        body.model_dump(mode="json"),
+        settings.idempotency_key_ttl_hours,
     )
-    headers = {"Location": answer.response.location or ""}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(answer.response.body, answer.response.status, headers=headers)
+    return answer_of(
+        refunds.refund_order(
+            session, viewer, order_id, body.amount, body.reason, request, _render_refund
+        )
+    )
 
 
 @router.get(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import examples as ex
 from api.deps import DEFAULT_PAGE_LIMIT, Limit, Offset, SessionDep, SettingsDep, ViewerDep
-from api.routers.orders import IdempotencyKeyHeader
+from api.idempotent import IdempotencyKeyHeader, answer_of, created, keyed_request
 from api.schemas.common import (
     BODY_PROBLEMS,
     ListPage,
@@ -65,11 +65,7 @@ def _moved(return_id: str, current: str, target: str, why: str) -> dict[str, Any
 def _render_created(session: Session, return_: Return) -> idempotency.StoredResponse:
     session.flush()
     session.refresh(return_)
-    return idempotency.StoredResponse(
-        status=status.HTTP_201_CREATED,
-        body=ReturnOut.of(return_).model_dump(mode="json"),
-        location=f"/api/v1/returns/{return_.id}",
-    )
+    return created(ReturnOut.of(return_).model_dump(mode="json"), f"/returns/{return_.id}")
 
 
 def _shown(session: Session, return_: Return) -> ReturnOut:
@@ -137,17 +133,13 @@ def request_return(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """The order's customer or an admin: a return of shipped units, ``requested``."""
-    request = None
-    if idempotency_key is not None:
-        idempotency.check_key(idempotency_key)
-        request = idempotency.IdempotentRequest(
-            caller_id=viewer.user_id,
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint(
-                "POST", f"/orders/{order_id}/returns", body.model_dump(mode="json")
-            ),
-            ttl_hours=settings.idempotency_key_ttl_hours,
-        )
+    request = keyed_request(
+        idempotency_key,
+        viewer.user_id,
+        f"/orders/{order_id}/returns",
+        body.model_dump(mode="json"),
+        settings.idempotency_key_ttl_hours,
+    )
     lines = [returns.RequestedLine(line.product_id, line.quantity, line.reason)
              for line in body.lines]  # fmt: skip
     answer = returns.request_return_idempotently(
@@ -159,10 +151,7 @@ def request_return(
         request,
         lambda return_: _render_created(session, return_),
     )
-    headers = {"Location": answer.response.location or ""}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(answer.response.body, answer.response.status, headers=headers)
+    return answer_of(answer)
 
 
 @orders_router.get(

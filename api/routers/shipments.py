@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import examples as ex
 from api.deps import DEFAULT_PAGE_LIMIT, Limit, Offset, SessionDep, SettingsDep, ViewerDep
-from api.routers.orders import IdempotencyKeyHeader
+from api.idempotent import IdempotencyKeyHeader, answer_of, created, keyed_request
 from api.schemas.common import (
     BODY_PROBLEMS,
     ListPage,
@@ -67,11 +67,7 @@ _SHIPMENT_EXAMPLES = {
 def _render_created(session: Session, shipment: Shipment) -> idempotency.StoredResponse:
     session.flush()
     session.refresh(shipment)
-    return idempotency.StoredResponse(
-        status=status.HTTP_201_CREATED,
-        body=ShipmentOut.of(shipment).model_dump(mode="json"),
-        location=f"/api/v1/shipments/{shipment.id}",
-    )
+    return created(ShipmentOut.of(shipment).model_dump(mode="json"), f"/shipments/{shipment.id}")
 
 
 @orders_router.post(
@@ -123,17 +119,13 @@ def create_shipment(
     """Admins. ``lines`` omitted ships every unit not yet in a shipment; 409 when the order
     is not confirmed or a line would ship more than ordered. ``Idempotency-Key`` as for
     ``POST /orders``."""
-    request = None
-    if idempotency_key is not None:
-        idempotency.check_key(idempotency_key)
-        request = idempotency.IdempotentRequest(
-            caller_id=viewer.user_id,
-            key=idempotency_key,
-            fingerprint=idempotency.fingerprint(
-                "POST", f"/orders/{order_id}/shipments", body.model_dump(mode="json")
-            ),
-            ttl_hours=settings.idempotency_key_ttl_hours,
-        )
+    request = keyed_request(
+        idempotency_key,
+        viewer.user_id,
+        f"/orders/{order_id}/shipments",
+        body.model_dump(mode="json"),
+        settings.idempotency_key_ttl_hours,
+    )
     command = NewShipment(
         lines=(
             None
@@ -146,18 +138,16 @@ def create_shipment(
         tracking_url=body.tracking_url,
         buy_label=body.buy_label,
     )
-    created = shipping.create_shipment_idempotently(
-        session,
-        viewer,
-        order_id,
-        command,
-        request,
-        lambda shipment: _render_created(session, shipment),
+    return answer_of(
+        shipping.create_shipment_idempotently(
+            session,
+            viewer,
+            order_id,
+            command,
+            request,
+            lambda shipment: _render_created(session, shipment),
+        )
     )
-    headers = {"Location": created.response.location or ""}
-    if created.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(created.response.body, created.response.status, headers=headers)
 
 
 @orders_router.get(

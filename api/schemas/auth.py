@@ -2,22 +2,81 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, field_validator
 
 from api import examples as ex
 from api.schemas.common import NON_BLANK, RequestBody, with_examples
+from orderflow.auth.phones import EXAMPLE as PHONE_EXAMPLE
+from orderflow.auth.phones import MAX_INPUT_LENGTH, phone_problem
 
 Password = Annotated[str, Field(min_length=1, max_length=128, pattern=NON_BLANK)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)]
+
+
+def _valid_phone(value: str) -> str:
+    """Refused here (422 naming ``phone``) when ``phonenumbers`` says it is no number; the
+    service stores it normalised to E.164."""
+    problem = phone_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Phone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_INPUT_LENGTH,
+        description="International form (a `+` and the country code); stored as E.164",
+        examples=[PHONE_EXAMPLE],
+    ),
+    AfterValidator(_valid_phone),
+]
+SmsOptIn = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="Also text the shipped and delivered notices to `phone` (needs a phone)",
+    ),
+]
 
 
 class RegisterRequest(RequestBody):
     model_config = with_examples(
-        {"email": "jane@example.com", "password": "paper-kite-2718", "name": "Jane"}
+        {"email": "jane@example.com", "password": "paper-kite-2718", "name": "Jane"},
+        {
+            "email": "jane@example.com",
+            "password": "paper-kite-2718",
+            "name": "Jane",
+            "phone": "+1 415 555 0123",
+            "sms_opt_in": True,
+        },
     )
 
     email: EmailStr
     password: Password
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NON_BLANK)] | None = None
+    name: Name | None = None
+    phone: Phone | None = None
+    sms_opt_in: SmsOptIn = False
+
+
+class ProfileUpdate(RequestBody):
+    """Only the fields sent change; ``null`` clears ``name`` or ``phone``."""
+
+    model_config = with_examples(
+        {"phone": "+44 20 7946 0958", "sms_opt_in": True}, {"phone": None}, {"name": "Jane D."}
+    )
+
+    name: Name | None = None
+    phone: Phone | None = None
+    sms_opt_in: SmsOptIn | None = None
+
+    @field_validator("sms_opt_in", mode="before")
+    @classmethod
+    def _opt_in_is_a_choice(cls, value: object) -> object:
+        if value is None:  # only an explicit null gets here: leave it out to keep it
+            raise ValueError("must be true or false")
+        return value
 
 
 class LoginRequest(RequestBody):
@@ -49,6 +108,8 @@ class UserOut(BaseModel):
     email: str
     name: str | None
     role: Literal["client", "admin"]
+    phone: str | None = Field(description="E.164, or null")
+    sms_opt_in: bool
 
 
 class TokenOut(BaseModel):

@@ -1,16 +1,20 @@
-"""Use cases of authentication: register, log in, refresh, log out, change password."""
+"""Use cases of authentication: register, log in, refresh, log out, change password, and
+the caller's own profile (name, phone, SMS opt-in)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orderflow.auth import passwords, tokens
-from orderflow.errors import Conflict, NotAuthenticated, RefreshTokenReused
+from orderflow.auth.phones import normalise_phone
+from orderflow.errors import Conflict, NotAuthenticated, RefreshTokenReused, Unprocessable
 from orderflow.ids import new_id
 from orderflow.models import AuthSession, RefreshToken, User, table_of
 from orderflow.settings import Settings
@@ -31,15 +35,26 @@ def normalise_email(email: str) -> str:
 
 
 def register_user(
-    session: Session, email: str, password: str, name: str | None, role: str = CLIENT
+    session: Session,
+    email: str,
+    password: str,
+    name: str | None,
+    role: str = CLIENT,
+    *,
+    phone: str | None = None,
+    sms_opt_in: bool = False,
 ) -> User:
     passwords.check_password_strength(password)
+    phone = None if phone is None else normalise_phone(phone)
+    _check_opt_in(phone, sms_opt_in)
     user = User(
         id=new_id("usr"),
         email=normalise_email(email),
         name=name,
         password_hash=passwords.hash_password(password),
         role=role,
+        phone=phone,
+        sms_opt_in=sms_opt_in,
     )
     try:
         with session.begin_nested():
@@ -47,6 +62,43 @@ def register_user(
     except IntegrityError as error:
         raise Conflict("a user with this email already exists") from error
     return user
+
+
+#: What ``PATCH /auth/me`` may change.
+PROFILE_FIELDS = frozenset({"name", "phone", "sms_opt_in"})
+
+
+def update_profile(session: Session, user: User, changes: Mapping[str, Any]) -> User:
+    """Change the given fields of the user's own profile; the others stay as they are.
+
+    ``phone`` is normalised to E.164; ``phone: None`` removes the number and with it the SMS
+    opt-in (there is nowhere to text). Opting in needs a phone, given now or on file."""
+    unknown = set(changes) - PROFILE_FIELDS
+    if unknown:
+        raise Unprocessable(
+            f"these fields cannot be changed here: {', '.join(sorted(unknown))}",
+            errors=[{"field": name, "message": "not a profile field"} for name in sorted(unknown)],
+        )
+    phone = user.phone
+    if "phone" in changes:
+        phone = None if changes["phone"] is None else normalise_phone(str(changes["phone"]))
+    opt_in = bool(changes.get("sms_opt_in", user.sms_opt_in)) and not (
+        "phone" in changes and phone is None and "sms_opt_in" not in changes
+    )
+    _check_opt_in(phone, opt_in)
+    if "name" in changes:
+        user.name = changes["name"]
+    user.phone, user.sms_opt_in = phone, opt_in
+    session.flush()
+    return user
+
+
+def _check_opt_in(phone: str | None, sms_opt_in: bool) -> None:
+    if sms_opt_in and phone is None:
+        raise Unprocessable(
+            "sms_opt_in needs a phone number: give phone as well",
+            errors=[{"field": "sms_opt_in", "message": "needs a phone number"}],
+        )
 
 
 def ensure_admin(session: Session, email: str, password: str) -> User:

@@ -51,6 +51,14 @@ def note(session: Session, event_id: str, fact: Fact) -> None:
     session.info.setdefault(_PENDING, []).append(_Pending(event_id, fact))
 
 
+def has_pending(session: Session, subject_type: SubjectType, subject_id: str) -> bool:
+    """Whether the session's transaction has noted an event about this subject already."""
+    return any(
+        p.fact.subject_type is subject_type and p.fact.subject_id == subject_id
+        for p in session.info.get(_PENDING, ())
+    )
+
+
 def know_order(session: Session, order: Order) -> None:
     """The order as it will be at commit, so its events need not read it back. For the
     intake only: nothing changes the order it placed before the commit."""
@@ -120,8 +128,12 @@ def _rows(pending: list[_Pending], snapshots: dict[str, dict[str, Any]]) -> list
 
 
 #: The events of one transaction, their subjects' sequence numbers, a webhook delivery for
-#: each endpoint subscribed to each event (enabled ones only) and the outbox message that
-#: sends it: one statement, one round trip.
+#: each endpoint subscribed to each event (enabled ones only) and the outbox messages that
+#: send them: one statement, one round trip. One message per endpoint and subject, naming
+#: the first of its deliveries: a subject's next delivery may go only after that one is
+#: answered, and the task that sent it goes on with the next (``tasks.webhooks.deliver``);
+#: a message each would only be turned away. The others are marked as handed on, so the
+#: dispatcher leaves them alone unless that chain breaks (a worker killed, Redis flushed).
 _WRITE_EVENTS = text(
     f"""
     WITH batch AS (
@@ -148,9 +160,11 @@ _WRITE_EVENTS = text(
         SELECT e.id, i.id, i.subject_type, i.subject_id, i.sequence, now()
         FROM inserted i JOIN webhook_endpoints e
           ON e.status = 'enabled' AND i.type LIKE ANY (e.type_likes)
-        RETURNING id
+        RETURNING id, endpoint_id, subject_type, subject_id, sequence
     )
     INSERT INTO outbox (topic, order_id, payload)
-    SELECT '{DELIVER_TASK}', NULL, jsonb_build_object('delivery_id', id) FROM deliveries
+    SELECT DISTINCT ON (endpoint_id, subject_type, subject_id)
+           '{DELIVER_TASK}', NULL, jsonb_build_object('delivery_id', id)
+    FROM deliveries ORDER BY endpoint_id, subject_type, subject_id, sequence
     """
 ).bindparams(bindparam("events"))

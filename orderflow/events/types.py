@@ -38,6 +38,7 @@ _ON_STATUS = {
 }
 _ON_ENTRY: dict[str, EventType] = {
     OrderEventType.ORDER_PLACED: EventType.ORDER_PLACED,
+    OrderEventType.ORDER_UPDATED: EventType.ORDER_UPDATED,
     OrderEventType.PAYMENT_SUCCEEDED: EventType.PAYMENT_SUCCEEDED,
     OrderEventType.PAYMENT_FAILED: EventType.PAYMENT_FAILED,
     OrderEventType.INVOICE_GENERATED: EventType.INVOICE_GENERATED,

@@ -2,7 +2,8 @@
 failed with its stock given back, cancelled (stock back, refund if paid, its shipments not
 yet under way cancelled), shipped and delivered when its shipments are (``settle_order``);
 every move but ``confirmed`` sends its e-mail (``confirmed`` sends its own once the invoice
-exists). The state machine and the row are ``orders``'; what a move causes is decided here."""
+exists), shipped and delivered an SMS too to customers who opted in. The state machine and
+the row are ``orders``'; what a move causes is decided here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from orderflow.event_types import OrderEventType
 from orderflow.fulfilment.packing import NewShipment, apply_update, new_shipment
 from orderflow.fulfilment.refund_requests import refund_in_full
 from orderflow.fulfilment.reservations import release_stock
+from orderflow.fulfilment.sms_notices import owe_sms
 from orderflow.models import Order, Shipment
 from orderflow.orders.lifecycle import transition
 from orderflow.orders.repository import SYSTEM_ACTOR, OrderRepository
@@ -57,6 +59,7 @@ def move(
     )
     if target in STATUS_EMAILS:
         schedule(orders.session, Step.SEND_EMAIL, order.id, kind=STATUS_EMAILS[target].value)
+        owe_sms(orders.session, order, target)  # shipped, delivered: by SMS too if opted in
     if target is OrderStatus.CONFIRMED:
         schedule(orders.session, Step.GENERATE_INVOICE, order.id)
 
@@ -105,8 +108,10 @@ def settle_order(orders: OrderRepository, order: Order, *, role: ActorRole, acto
     and e-mail (a move happens once: the order is past it afterwards)."""
     progress = ShipmentRepository(orders.session).progress(order.id)
     status = derive_shipping_status(order.status, progress)
-    if status != order.shipping_status:
+    changed = status != order.shipping_status
+    if changed:
         orders.update(order, shipping_status=status)
+    before = order.status
     if order.status is OrderStatus.CONFIRMED and status in (
         ShippingStatus.SHIPPED,
         ShippingStatus.PARTIALLY_DELIVERED,
@@ -118,6 +123,8 @@ def settle_order(orders: OrderRepository, order: Order, *, role: ActorRole, acto
             orders, order, OrderStatus.DELIVERED, role=role, actor=actor,
             reason="all_units_delivered",
         )  # fmt: skip
+    if changed and order.status is before:
+        orders.record_update(order.id, actor, ["shipping_status"])
 
 
 def change_status(session: Session, order_id: str, target: OrderStatus, viewer: Viewer) -> Order:

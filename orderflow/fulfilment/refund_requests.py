@@ -68,6 +68,7 @@ def _add_refund(
         {"refund_id": refund.id, "amount": amount.amount, "currency": amount.currency,
          "reason": reason},
     )  # fmt: skip
+    orders.record_update(order.id, actor, ["refundable_amount"])
     schedule(orders.session, Step.REFUND_PAYMENT, order.id, refund_id=refund.id)
     return refund
 

@@ -107,6 +107,7 @@ def record_refund_outcome(
     if status is None or status == refund.status or refund.status == RefundStatus.FAILED:
         return  # nothing new; a failed refund stays failed (ask for a new one)
     pending, refunded = order.refund_pending_amount, order.refunded_amount
+    order_refunded_before = refunded
     if refund.status == RefundStatus.PENDING:
         pending -= refund.amount
     else:  # succeeded, now reported failed
@@ -133,6 +134,10 @@ def record_refund_outcome(
          "amount": refund.amount, "currency": refund.currency, "failure_code": failure_code},
     )  # fmt: skip
     returning.refund_settled(orders, refund, status)
+    changed = ["refundable_amount"]
+    if refunded != order_refunded_before:
+        changed += ["refunded_amount", "payment_status"]
+    orders.record_update(order.id, SYSTEM_ACTOR, changed)
 
 
 def _payment_status(captured: int, refunded: int) -> PaymentStatus:

@@ -29,6 +29,7 @@ from orderflow.orders.repository import (
     status_in,
 )
 from orderflow.shipments.repository import ShipmentRepository
+from orderflow.sms.repository import SmsRepository
 from orderflow.statuses import OrderStatus
 from orderflow.statuses import PaymentRecordStatus as Charge
 from orderflow.steps import EmailKind, Step, schedule
@@ -56,6 +57,9 @@ def redrive_stalled(session: Session, stalled_for: float = DEFAULT_STALL_SECONDS
     OrderRepository(session).touch_all({item.order_id for item in work})
     ShipmentRepository(session).touch_all(
         [str(item.kwargs["shipment_id"]) for item in work if "shipment_id" in item.kwargs]
+    )
+    SmsRepository(session).touch_all(
+        [(item.order_id, str(item.kwargs["kind"])) for item in work if item.step is Step.SEND_SMS]
     )
     return work
 
@@ -95,6 +99,9 @@ def find_stalled_work(
     ):
         step = Step.BUY_LABEL if buy else Step.VOID_LABEL
         work.append(Redrive(step, order_id, {"shipment_id": shipment_id}))
+    # Texts still owed whose step's message was lost or whose retries ran out.
+    for order_id, sms_kind in SmsRepository(session).stalled(cutoff, SWEEP_BATCH):
+        work.append(Redrive(Step.SEND_SMS, order_id, {"kind": sms_kind}))
     return work
 
 

@@ -49,7 +49,7 @@ from orderflow.carts.repository import complete_cart
 from orderflow.errors import CartCompleted, NotFound
 from orderflow.event_types import OrderEventType
 from orderflow.events import recorder as business_events
-from orderflow.events.types import fact_of
+from orderflow.events.types import SubjectType, fact_of
 from orderflow.ids import new_id
 from orderflow.models import (
     Base,
@@ -194,6 +194,19 @@ class OrderRepository:
     ) -> None:
         """Append an event now (one INSERT, no object to flush later)."""
         self.session.execute(_INSERT_EVENT, self.new_event(order_id, type_, actor, data))
+
+    def record_update(self, order_id: str, actor: str, changed: Sequence[str]) -> None:
+        """The order as ``GET`` shows it changed (``changed`` names the fields) with no move
+        of its status: an ``order_updated`` entry, ``order.updated`` in the feed and to the
+        webhooks. Call it after the change, in its transaction, wherever an order changes
+        that way (a refund, its shipping status, its address or lines). Nothing is written
+        when the transaction has an event about the order already: every event shows the
+        order as it commits, so that one shows this change too."""
+        if business_events.has_pending(self.session, SubjectType.ORDER, order_id):
+            return
+        self.record_event(
+            order_id, OrderEventType.ORDER_UPDATED, actor, {"changed": sorted(set(changed))}
+        )
 
     def new_event(
         self,

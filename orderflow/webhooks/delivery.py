@@ -30,8 +30,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from orderflow.settings import Settings
-from orderflow.webhooks import signing
-from orderflow.webhooks.ssrf import UnsafeUrl, check_url
+from orderflow.webhooks import notices, signing
+from orderflow.webhooks.ssrf import UnsafeUrl, check_url, pinned_transport
 
 #: A claim lasts twice the timeout and this much more (the recording after the POST); a
 #: worker killed mid-delivery holds it no longer.
@@ -126,6 +126,8 @@ def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
     headers = signing.headers(job.event_id, datetime.now(UTC), job.body, job.secrets)
     try:
         answer = client.post(job.url, content=job.body.encode(), headers=headers)
+    except UnsafeUrl as error:  # the address found on connecting (DNS rebinding)
+        return Outcome(None, f"refused: {error.detail}")
     except httpx.TimeoutException:
         return Outcome(None, f"timed out after {settings.webhook_timeout_seconds} s")
     except httpx.HTTPError as failure:
@@ -135,7 +137,10 @@ def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
 
 
 def new_client(settings: Settings) -> httpx.Client:
+    """Connections go to the addresses the SSRF guard checked (``ssrf.PinnedBackend``)."""
     return httpx.Client(
+        transport=pinned_transport(allow_private=settings.webhook_allow_private_urls),
+        trust_env=False,
         timeout=httpx.Timeout(settings.webhook_timeout_seconds),
         follow_redirects=False,
         headers={"user-agent": "orderflow-webhooks/1"},
@@ -160,7 +165,9 @@ def _retry_after(answer: httpx.Response) -> float | None:
 @dataclass(frozen=True)
 class Recorded:
     status: str
-    #: The next delivery of the same endpoint and subject, now due (send it at once).
+    #: The next delivery to send at once, marked as handed on: after a success, the next of
+    #: the same subject or else the endpoint's oldest due one (the slot this attempt used is
+    #: free again); after an exhaustion, the next of the same subject (its wait is over).
     next_delivery_id: int | None
     endpoint_disabled: bool = False
 
@@ -190,19 +197,23 @@ def record(session: Session, job: Job, outcome: Outcome, settings: Settings) -> 
             },
         )
         disable_reason = "gone" if outcome.status_code == 410 else None
-        endpoint_disabled = bool(
-            session.execute(
-                _ENDPOINT_FAILED,
-                {
-                    "endpoint_id": job.endpoint_id,
-                    "reason": disable_reason,
-                    "days": settings.webhook_disable_after_days,
-                },
-            ).scalar()
-        )
+        verdict = session.execute(
+            _ENDPOINT_FAILED,
+            {
+                "endpoint_id": job.endpoint_id,
+                "reason": disable_reason,
+                "days": settings.webhook_disable_after_days,
+            },
+        ).first()
+        endpoint_disabled = bool(verdict and verdict.disable)
+        if verdict is not None and verdict.disable:
+            # In the transaction that disables it: the admins are told once per disablement.
+            notices.schedule(session, job.endpoint_id, int(verdict.disablements))
     next_id = None
     if status in ("succeeded", "exhausted"):
         next_id = session.execute(_NEXT, {"id": job.delivery_id}).scalar()
+    if next_id is None and status == "succeeded":
+        next_id = session.execute(_NEXT_OF_ENDPOINT, {"endpoint_id": job.endpoint_id}).scalar()
     return Recorded(status, next_id, endpoint_disabled)
 
 
@@ -271,7 +282,7 @@ _ENDPOINT_OK = text(
     "WHERE id = :endpoint_id AND failing_since IS NOT NULL"
 )
 #: Notes the failure; disables the endpoint on 410 Gone or after days of nothing but
-#: failures. Answers whether this disabled it.
+#: failures. Answers whether this disabled it, and its count of disablements.
 _ENDPOINT_FAILED = text(
     """
     WITH verdict AS (
@@ -285,9 +296,11 @@ _ENDPOINT_FAILED = text(
         status = CASE WHEN c.disable THEN 'disabled' ELSE e.status END,
         disabled_reason = CASE WHEN c.disable THEN coalesce(CAST(:reason AS text), 'failing')
                           ELSE e.disabled_reason END,
+        disabled_at = CASE WHEN c.disable THEN now() ELSE e.disabled_at END,
+        disablements = e.disablements + CASE WHEN c.disable THEN 1 ELSE 0 END,
         updated_at = now()
     FROM verdict c WHERE e.id = c.id
-    RETURNING c.disable
+    RETURNING c.disable, e.disablements
     """
 ).bindparams(bindparam("reason"))
 _NEXT = text(
@@ -300,6 +313,22 @@ _NEXT = text(
           AND n.status IN ('pending', 'failed') AND n.next_attempt_at <= now()
         ORDER BY n.sequence, n.id LIMIT 1)
       AND {_ITS_TURN}
+    RETURNING d.id
+    """
+)
+#: The endpoint's oldest due delivery whose turn has come and that no attempt holds (found
+#: through the index of due deliveries, in the order the dispatcher would hand them out).
+_NEXT_OF_ENDPOINT = text(
+    f"""
+    UPDATE webhook_deliveries d SET dispatched_at = now()
+    WHERE d.id = (
+        SELECT d.id FROM webhook_deliveries d
+        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+          AND d.endpoint_id = :endpoint_id
+          AND (d.claimed_until IS NULL OR d.claimed_until < now())
+          AND {_ITS_TURN}
+        ORDER BY d.next_attempt_at LIMIT 1
+        FOR UPDATE OF d SKIP LOCKED)
     RETURNING d.id
     """
 )

@@ -194,10 +194,14 @@ _REPLAY = text(
                  WHERE d.endpoint_id = :endpoint_id AND d.event_id = c.id),
                now()
         FROM chosen c ORDER BY c.subject_type, c.subject_id, c.sequence
-        RETURNING id
+        RETURNING id, subject_type, subject_id, sequence
     ), messages AS (
+        -- One per subject, naming its first: the task that sends it goes on with the next
+        -- (as for the deliveries of one transaction, ``events.recorder``).
         INSERT INTO outbox (topic, order_id, payload)
-        SELECT :task, NULL, jsonb_build_object('delivery_id', id) FROM replays
+        SELECT DISTINCT ON (subject_type, subject_id) :task, NULL,
+               jsonb_build_object('delivery_id', id)
+        FROM replays ORDER BY subject_type, subject_id, sequence
     )
     SELECT count(*) FROM replays
     """

@@ -1,4 +1,4 @@
-"""The webhook tables (created by migration 0008)."""
+"""The webhook tables (created by migration 0008; disablement notices by 0012)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ class WebhookEndpoint(Base):
     previous_secret_expires_at: Mapped[datetime | None]
     failing_since: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(64))
+    disabled_at: Mapped[datetime | None]
+    #: Times the system disabled it; the admins are told once per disablement.
+    disablements: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The last disablement whose notices were all sent.
+    notified_disablements: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: When the dispatcher last scheduled notices that were not all sent.
+    notices_dispatched_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
@@ -48,3 +55,19 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
     delivered_at: Mapped[datetime | None]
+
+
+class WebhookEndpointNotice(Base):
+    """One e-mail to one admin about one disablement of one endpoint, whatever retries."""
+
+    __tablename__ = "webhook_endpoint_notices"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    disablement: Mapped[int] = mapped_column(Integer)
+    recipient: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(8), server_default="sending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    #: Set while one worker is sending; a claim older than the lease was abandoned.
+    claimed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now_column()
+    sent_at: Mapped[datetime | None]

@@ -3,14 +3,23 @@ checked when the endpoint is created or changed and again before every send (a n
 resolve elsewhere later). ``ORDERFLOW_WEBHOOK_ALLOW_PRIVATE_URLS`` turns it off for
 development and tests (plain http is then accepted too).
 
-Known gap: between the check at send and httpx's own resolution a name could change
-(DNS rebinding within seconds); pinning the checked address would close it."""
+DNS rebinding (a name that answers a public address to the check and a private one a moment
+later to the connection) is closed by pinning: the sender's connections are opened by
+``PinnedBackend``, which resolves the host itself, refuses it unless every address is public,
+and connects to the very addresses it checked. TLS still verifies the certificate for the
+host's name (httpcore takes the SNI name and the ``Host`` header from the URL, not from the
+address connected to).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import typing
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from orderflow.errors import Unprocessable
 
@@ -39,9 +48,74 @@ def check_url(url: str, *, allow_private: bool) -> None:
         raise _unsafe("the URL's port is invalid") from None
     if allow_private:
         return
-    for address in _addresses(host, port):
-        if not _public(address):
-            raise _unsafe(f"{host} resolves to {address}, which is not public")
+    vetted_addresses(host, port, allow_private=False)
+
+
+def vetted_addresses(
+    host: str, port: int, *, allow_private: bool
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's addresses, each public unless private ones are allowed (``UnsafeUrl``)."""
+    addresses = _addresses(host, port)
+    if not allow_private:
+        for address in addresses:
+            if not _public(address):
+                raise _unsafe(f"{host} resolves to {address}, which is not public")
+    return addresses
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """Opens each connection to an address it has just checked (see the module's note); a
+    host that resolves to any address that is not public raises ``UnsafeUrl``, before any
+    connection is made."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in vetted_addresses(host, port, allow_private=self.allow_private):
+            try:
+                return self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        raise failure or httpcore.ConnectError(f"{host} has no address")
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks are sent over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def pinned_transport(*, allow_private: bool) -> httpx.HTTPTransport:
+    """httpx's transport, its connections opened by ``PinnedBackend`` (no proxy from the
+    environment: the sender talks to the receiver's vetted address itself)."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    # The transport's own pool, with the same defaults, but our network backend (httpx
+    # takes no backend argument; a unit test proves the swap is in effect).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=httpx._config.DEFAULT_LIMITS.max_connections,
+        max_keepalive_connections=httpx._config.DEFAULT_LIMITS.max_keepalive_connections,
+        keepalive_expiry=httpx._config.DEFAULT_LIMITS.keepalive_expiry,
+        network_backend=PinnedBackend(allow_private=allow_private),
+    )
+    return transport
 
 
 def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

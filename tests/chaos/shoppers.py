@@ -36,9 +36,10 @@ class Shoppers:
     retried: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, orders: int, concurrency: int = 12, seed: int = 7) -> None:
+    def run(self, orders: int, concurrency: int = 12, seed: int = 7, first: int = 0) -> None:
+        """Place orders ``first`` to ``first + orders - 1`` (each index its own key)."""
         rng = random.Random(seed)
-        plans = [self._plan(rng, index) for index in range(orders)]
+        plans = [self._plan(rng, index) for index in range(first, first + orders)]
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(self._place, plans))
 

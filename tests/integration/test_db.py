@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from orderflow.catalogue.service import NewProduct, create_product
-from orderflow.db import Database
+from orderflow.db import Database, make_engine
 from orderflow.models import Product
 from orderflow.money import Money
+from orderflow.settings import Settings
 
 
 def _products(database: Database) -> int:
@@ -44,3 +49,24 @@ def test_a_block_that_raises_before_committing_leaves_nothing(clean_database: Da
     with pytest.raises(RuntimeError):
         fail_half_way()
     assert _products(clean_database) == 0
+
+
+def test_a_database_that_never_answers_fails_a_connection_within_the_connect_timeout() -> None:
+    """A server behind a partition (here: a port that accepts and never speaks) fails the
+    engine's connection after ``ORDERFLOW_DATABASE_CONNECT_TIMEOUT_SECONDS``, not after the
+    kernel's minutes; the API turns that ``OperationalError`` into 503."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nothing ever answers
+        port = silent.getsockname()[1]
+        settings = Settings(
+            database_url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+            database_connect_timeout_seconds=2,
+        )
+        engine = make_engine(settings)
+        started = time.monotonic()
+        with pytest.raises(OperationalError), engine.connect():
+            pass
+        waited = time.monotonic() - started
+        engine.dispose()
+    assert 1.5 <= waited < 10

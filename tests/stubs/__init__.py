@@ -3,9 +3,10 @@
 * :class:`tests.stubs.stripe_server.StripeStub`: Stripe's v1 REST API (PaymentIntents,
   refunds, idempotency, errors, test cards) for the official ``stripe`` SDK;
 * :class:`tests.stubs.sendgrid_server.SendGridStub`: SendGrid's v3 mail send;
-* :mod:`tests.stubs.fixtures`: pytest fixtures around both (import them in a conftest).
+* :class:`tests.stubs.twilio_server.TwilioStub`: Twilio's Messages API (send, list);
+* :mod:`tests.stubs.fixtures`: pytest fixtures around them (import them in a conftest).
 
-Both are real HTTP servers on 127.0.0.1 in a background thread, record every request
+All are real HTTP servers on 127.0.0.1 in a background thread, record every request
 and can be told to answer 5xx/429 or hang (:mod:`tests.stubs.base`).
 """
 

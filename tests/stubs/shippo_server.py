@@ -31,8 +31,10 @@ def _address(fields: dict[str, Any]) -> dict[str, Any]:
 class ShippoStub(StubServer):
     name = "shippo-stub"
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
-        super().__init__()
+    def __init__(
+        self, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__(host, port)
         self.api_key = api_key
         self.shipments: dict[str, dict[str, Any]] = {}
         self.rates: dict[str, dict[str, Any]] = {}

@@ -30,6 +30,28 @@ README = Path(__file__).resolve().parents[2] / "README.md"
             "ORDERFLOW_STRIPE_WEBHOOK_SECRET",
         ),
         ({"ORDERFLOW_EMAIL_PROVIDER": "sendgrid"}, "ORDERFLOW_SENDGRID_API_KEY"),
+        ({"ORDERFLOW_SMS_PROVIDER": "twilio"}, "needs ORDERFLOW_TWILIO_ACCOUNT_SID"),
+        (
+            {"ORDERFLOW_SMS_PROVIDER": "twilio", "ORDERFLOW_TWILIO_ACCOUNT_SID": "AC1"},
+            "needs ORDERFLOW_TWILIO_AUTH_TOKEN",
+        ),
+        (
+            {
+                "ORDERFLOW_SMS_PROVIDER": "twilio",
+                "ORDERFLOW_TWILIO_ACCOUNT_SID": "AC1",
+                "ORDERFLOW_TWILIO_AUTH_TOKEN": "",
+            },
+            "needs ORDERFLOW_TWILIO_AUTH_TOKEN",
+        ),
+        (
+            {
+                "ORDERFLOW_SMS_PROVIDER": "twilio",
+                "ORDERFLOW_TWILIO_ACCOUNT_SID": "AC1",
+                "ORDERFLOW_TWILIO_AUTH_TOKEN": "secret",
+            },
+            "needs ORDERFLOW_TWILIO_FROM",
+        ),
+        ({"ORDERFLOW_TWILIO_FROM": "orderflow"}, "ORDERFLOW_TWILIO_FROM must be a phone number"),
         ({"ORDERFLOW_ENVIRONMENT": "production"}, "ORDERFLOW_JWT_SECRET"),
     ],
 )
@@ -58,3 +80,16 @@ def test_the_readme_documents_every_setting() -> None:
     section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for name in Settings.model_fields:
         assert f"`ORDERFLOW_{name.upper()}`" in section, name
+
+
+def test_twilio_with_its_three_settings_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "ORDERFLOW_SMS_PROVIDER": "twilio",
+        "ORDERFLOW_TWILIO_ACCOUNT_SID": "AC1",
+        "ORDERFLOW_TWILIO_AUTH_TOKEN": "tw-token-4f1b9",
+        "ORDERFLOW_TWILIO_FROM": "+14155550123",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.sms_provider == "twilio"
+    assert "tw-token-4f1b9" not in repr(settings)

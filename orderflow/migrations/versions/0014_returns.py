@@ -1,7 +1,7 @@
 """returns
 
 Revision ID: 0014_returns
-Revises: 0010_shipments
+Revises: 0012_webhook_notices
 
 Returns of shipped units (``returns``, ``ret_…``) and their lines against the order's lines
 (``return_lines``: asked for, received, restocked). A received unit put back on the shelf is
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_returns"
-down_revision: str | None = "0010_shipments"
+down_revision: str | None = "0012_webhook_notices"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -36,6 +36,8 @@ def test_register_then_login_with_bearer_and_with_cookie(api: httpx.Client) -> N
         "email": "jane@example.com",
         "name": "Jane",
         "role": "client",
+        "phone": None,
+        "sms_opt_in": False,
     }
     assert created.json()["id"].startswith("usr_")
 

@@ -3,13 +3,18 @@ shared by two API instances through one Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.ratelimit import Limit, RateLimiter
 from orderflow.models import Product, User
 from orderflow.settings import Settings
 from tests.conftest import PASSWORD, order_body
@@ -142,3 +147,30 @@ def test_the_defaults_never_trouble_a_real_checkout_client() -> None:
     assert defaults.rate_limit_orders_per_caller * 60 / defaults.rate_limit_window_seconds >= 120
     assert defaults.rate_limit_login_failures_per_account == 10
     assert defaults.rate_limit_window_seconds == 60
+
+
+def test_a_silent_limiter_is_waited_for_once_then_left_alone_for_a_while() -> None:
+    """Redis cut off (packets dropped, nothing refused): one request waits out the client's
+    timeout; the next ones pass at once until the pause ends, then Redis is asked again."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the kernel; nothing ever answers
+        port = silent.getsockname()[1]
+
+        async def scenario() -> list[float]:
+            client = redis.asyncio.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
+            limiter = RateLimiter(client, pause_seconds=1.0)
+            limit = Limit("orders_per_caller", 1, 60, "too many orders from this caller")
+            took = []
+            for pause in (0, 0, 0, 0, 1.2):
+                await asyncio.sleep(pause)
+                started = time.monotonic()
+                await limiter.hit(limit, "alice")  # over a limit of 1 if it were counting
+                took.append(time.monotonic() - started)
+            await client.aclose()
+            return took
+
+        took = asyncio.run(scenario())
+    assert took[0] >= 0.45
+    assert max(took[1:4]) < 0.1
+    assert took[4] >= 0.45

@@ -126,6 +126,7 @@ SELF_ROUTES: set[Route] = {
     ("POST", f"{PREFIX}/auth/logout"),
     ("PUT", f"{PREFIX}/auth/password"),
     ("GET", f"{PREFIX}/auth/me"),
+    ("PATCH", f"{PREFIX}/auth/me"),
     ("POST", f"{PREFIX}/orders"),
     ("GET", f"{PREFIX}/orders"),
     ("POST", f"{PREFIX}/carts"),
@@ -245,6 +246,11 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
             "password": "not-the-password-1",
         },
         ("POST", f"{PREFIX}/auth/refresh"): {"refresh_token": "not-a-refresh-token"},
+        ("PATCH", f"{PREFIX}/auth/me"): {
+            "name": "Jane",
+            "phone": "+14155550123",
+            "sms_opt_in": True,
+        },
         ("PUT", f"{PREFIX}/auth/password"): {
             "current_password": PASSWORD,
             "new_password": "another-password-7",

@@ -167,7 +167,7 @@ def test_malformed_json_is_located_by_line_and_column(customer: httpx.Client, te
         ("PUT", "/products/prod_x", {"GET", "HEAD", "PATCH", "DELETE"}),
         ("POST", "/orders/ord_x", {"GET", "HEAD", "DELETE"}),
         ("GET", "/orders/ord_x/status", {"PUT"}),
-        ("POST", "/auth/me", {"GET", "HEAD"}),
+        ("POST", "/auth/me", {"GET", "HEAD", "PATCH"}),
         ("GET", "/auth/login", {"POST"}),
         ("HEAD", "/auth/login", {"POST"}),
         ("OPTIONS", "/orders", {"GET", "HEAD", "POST"}),

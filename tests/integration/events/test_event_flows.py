@@ -69,7 +69,7 @@ def test_every_event_type_of_todays_flows(
                   "order.shipped", "order.delivered"],
         declined: ["order.placed", "payment.failed", "order.failed"],
         refunded: ["order.placed", "payment.succeeded", "order.confirmed", "invoice.generated",
-                   "order.cancelled"],
+                   "order.cancelled", "order.updated"],
         refund_id: ["refund.succeeded"],
         shipment["id"]: ["shipment.created", "shipment.updated", "shipment.delivered"],
     }  # fmt: skip
@@ -87,15 +87,20 @@ def test_every_event_type_of_todays_flows(
         assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), subject
     # payment.succeeded and order.confirmed commit together, in the order they were recorded
     assert {s: [e["type"] for e in events] for s, events in by_subject.items()} == expected
-    for order_id in (shipped, declined):
+    for order_id in (shipped, declined, refunded):
         assert by_subject[order_id][-1]["data"] == customer.get(f"/orders/{order_id}").json()
     shown = by_subject[shipment["id"]]
     assert {event["subject"]["type"] for event in shown} == {"shipment"}
     assert shown[-1]["data"] == customer.get(f"/shipments/{shipment['id']}").json()
     assert shown[-1]["data"]["order_id"] == shipped
-    # The refund changed the order's payment_status without an order event of its own (no
-    # order.updated for it yet): the order's last event shows it cancelled and still paid.
-    assert by_subject[refunded][-1]["data"]["status"] == "cancelled"
+    # The cancellation asked for the refund in its own transaction (order.cancelled shows the
+    # refund pending); the refund's success changed the order's money: order.updated.
+    cancelled, updated = by_subject[refunded][-2:]
+    assert cancelled["data"]["refundable_amount"] == 0
+    assert cancelled["data"]["payment_status"] == "paid"
+    assert updated["data"] == customer.get(f"/orders/{refunded}").json()
+    assert updated["data"]["payment_status"] == "refunded"
+    assert updated["data"]["refunded_amount"] == product.price_amount
     confirmed = next(e for e in by_subject[shipped] if e["type"] == "payment.succeeded")
     assert confirmed["data"]["payment_status"] == "paid"  # the state as committed
     (refund,) = by_subject[refund_id]

@@ -188,3 +188,35 @@ def test_only_admins_refund_and_only_the_owner_sees_refunds(
 
 def _events(client: httpx.Client, order_id: str) -> list[dict[str, Any]]:
     return list(client.get(f"/orders/{order_id}/events", params={"limit": 100}).json()["items"])
+
+
+def test_a_refund_tells_integrators_the_order_changed(
+    local_pipeline: Any,
+    customer: httpx.Client,
+    admin: httpx.Client,
+    make_product: Callable[..., Product],
+) -> None:
+    """``order.updated`` when the refund is asked for (what is refundable shrinks) and when it
+    succeeds (refunded amount and payment status), each showing the order as GET did then."""
+    order_id = _confirmed_order(customer, make_product(price=2500, stock=5), 2)
+    assert _refund(admin, order_id, 1000).status_code == 201
+    order = _settled(admin, order_id)
+
+    def updates() -> list[dict[str, Any]]:
+        feed = admin.get("/events", params={"types": "order.updated", "limit": 100}).json()
+        return [e for e in feed["items"] if e["subject"]["id"] == order_id]
+
+    wait_until(lambda: len(updates()) == 2, 10)
+    asked, succeeded = updates()
+    assert asked["sequence"] < succeeded["sequence"]
+    assert (asked["data"]["refundable_amount"], asked["data"]["payment_status"]) == (4000, "paid")
+    assert succeeded["data"] == order
+    assert (order["payment_status"], order["refunded_amount"]) == ("partially_refunded", 1000)
+    timeline = [e for e in _events(admin, order_id) if e["type"] == "order_updated"]
+    assert [e["id"] for e in timeline] == [asked["id"], succeeded["id"]]
+    assert timeline[0]["data"]["changed"] == ["refundable_amount"]
+    assert timeline[1]["data"]["changed"] == [
+        "payment_status",
+        "refundable_amount",
+        "refunded_amount",
+    ]

@@ -6,8 +6,10 @@ one while orders flow."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -16,9 +18,12 @@ import redis
 from sqlalchemy import text
 
 from orderflow.db import Database
+from orderflow.email import LocalEmailSender
 from orderflow.events.types import EventType
-from orderflow.models import Product
-from orderflow.webhooks import endpoints
+from orderflow.idempotency import webhook_notice_message_key
+from orderflow.models import Product, User
+from orderflow.settings import Settings
+from orderflow.webhooks import endpoints, notices
 from tests.conftest import Pipelines, order_body, wait_for_status
 from tests.receivers import Receiver
 from tests.system import SystemProcesses, wait_until
@@ -140,6 +145,49 @@ def test_a_failing_receiver_is_retried_with_the_same_id(
     assert delivery["event_id"] == ids.pop()
 
 
+def test_a_receiver_down_then_up_gets_the_event_later_with_the_same_id(
+    system: SystemProcesses,
+    customer: httpx.Client,
+    admin: httpx.Client,
+    make_product: Callable[..., Product],
+    clean_database: Database,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with clean_database.unit_of_work() as session:
+        created = endpoints.create_endpoint(
+            session, f"http://127.0.0.1:{port}/later", ["order.placed"], None, allow_private=True
+        )
+        session.commit()
+    endpoint_id = created.endpoint.id
+    _place(customer, make_product())
+
+    def first_failure() -> bool:
+        return any(
+            d["attempts"] >= 1 and d["last_error"] for d in _deliveries(clean_database, endpoint_id)
+        )
+
+    wait_until(first_failure, 20)
+    (failed,) = _deliveries(clean_database, endpoint_id)
+    assert failed["status"] == "failed"
+    assert failed["last_status_code"] is None
+    up = Receiver(port)  # the receiver comes back, on the same address
+    try:
+        up.secrets.append(created.secret)
+        wait_until(lambda: up.at("/later"), 20)
+        (arrived,) = up.at("/later")
+        assert arrived.headers["webhook-id"] == failed["event_id"] == arrived.body["id"]
+        assert arrived.body["type"] == "order.placed"
+        wait_until(lambda: _deliveries(clean_database, endpoint_id)[0]["status"] == "succeeded", 10)
+        (logged,) = admin.get(f"/webhook-endpoints/{endpoint_id}/deliveries").json()["items"]
+        assert logged["attempts"] >= 2
+        assert (logged["last_status_code"], logged["last_error"]) == (200, None)
+        assert up.unverified == []
+    finally:
+        up.close()
+
+
 def test_retry_after_is_honoured(
     system: SystemProcesses,
     receiver: Receiver,
@@ -205,6 +253,7 @@ def test_410_disables_the_endpoint(
     admin: httpx.Client,
     make_product: Callable[..., Product],
     clean_database: Database,
+    settings: Settings,
 ) -> None:
     receiver.script("/gone", 410)
     endpoint_id, _ = subscribe("/gone", "order.placed")
@@ -218,6 +267,118 @@ def test_410_disables_the_endpoint(
     time.sleep(1.5)
     assert len(receiver.at("/gone")) == 1
     assert len(_deliveries(clean_database, endpoint_id)) == 1  # none made while disabled
+    # Disabled by the system, whatever the reason: the admins are told.
+    (notice,) = _notices_sent(clean_database, endpoint_id, 1)
+    message = _read_notice(settings, endpoint_id, notice)
+    assert "410 Gone" in _text_of(message)
+
+
+def _admin_addresses(database: Database) -> list[str]:
+    with database.unit_of_work() as session:
+        return list(session.scalars(text("SELECT email FROM users WHERE role = 'admin'")))
+
+
+def _notices_sent(database: Database, endpoint_id: str, count: int) -> list[str]:
+    """Wait for ``count`` sent notices of the endpoint's first disablement; their recipients."""
+
+    def sent() -> list[str]:
+        with database.unit_of_work() as session:
+            return list(
+                session.scalars(
+                    text(
+                        "SELECT recipient FROM webhook_endpoint_notices WHERE endpoint_id = :id "
+                        "AND disablement = 1 AND status = 'sent' ORDER BY recipient"
+                    ),
+                    {"id": endpoint_id},
+                )
+            )
+
+    wait_until(lambda: len(sent()) >= count, 20)
+    return sent()
+
+
+def _read_notice(settings: Settings, endpoint_id: str, recipient: str) -> EmailMessage:
+    sender = LocalEmailSender(settings.emails_dir, settings.email_from)
+    message = sender.read(webhook_notice_message_key(endpoint_id, 1, recipient))
+    assert message is not None
+    assert message["To"] == recipient
+    assert message["Subject"] == f"Webhook endpoint {endpoint_id} was disabled"
+    return message
+
+
+def _text_of(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return " ".join(str(body.get_content()).split())
+
+
+def test_an_endpoint_failing_for_days_is_disabled_and_the_admins_told_once(
+    system: SystemProcesses,
+    receiver: Receiver,
+    subscribe: Callable[..., tuple[str, str]],
+    customer: httpx.Client,
+    admin: httpx.Client,
+    make_user: Callable[..., User],
+    make_product: Callable[..., Product],
+    clean_database: Database,
+    settings: Settings,
+) -> None:
+    make_user("second-admin@example.com", role="admin")
+    admins = sorted(_admin_addresses(clean_database))
+    assert len(admins) == 2
+    receiver.script("/dying", 500)
+    endpoint_id, _ = subscribe("/dying", "order.placed")
+    # It has answered nothing but failures for six days (ORDERFLOW_WEBHOOK_DISABLE_AFTER_DAYS
+    # is five): the next failure disables it.
+    with clean_database.unit_of_work() as session:
+        session.execute(
+            text(
+                "UPDATE webhook_endpoints SET failing_since = now() - interval '6 days' "
+                "WHERE id = :id"
+            ),
+            {"id": endpoint_id},
+        )
+        session.commit()
+    _place(customer, make_product())
+    wait_until(
+        lambda: admin.get(f"/webhook-endpoints/{endpoint_id}").json()["status"] == "disabled", 20
+    )
+    assert admin.get(f"/webhook-endpoints/{endpoint_id}").json()["disabled_reason"] == "failing"
+    assert _notices_sent(clean_database, endpoint_id, 2) == admins
+    notice_files = {}
+    for address in admins:
+        shown = _text_of(_read_notice(settings, endpoint_id, address))
+        assert f"{receiver.url}/dying" in shown
+        assert "every delivery attempt failed for 5 days" in shown
+        assert "500" in shown  # the last error the receiver gave
+        assert f"/webhook-endpoints/{endpoint_id}/replay" in shown
+        sender = LocalEmailSender(settings.emails_dir, settings.email_from)
+        path = sender.path_for(webhook_notice_message_key(endpoint_id, 1, address))
+        notice_files[path] = path.stat().st_mtime_ns
+
+    # The notices' message delivered again (a redelivery): through the relay and the
+    # webhooks worker, and nothing is sent twice.
+    log = system.log_dir / "webhooks.log"
+
+    def notices_run() -> int:
+        return log.read_text(errors="replace").count(f"{notices.NOTIFY_TASK}[")
+
+    before = notices_run()
+    with clean_database.unit_of_work() as session:
+        notices.schedule(session, endpoint_id, 1)
+        session.commit()
+    wait_until(lambda: notices_run() >= before + 2, 20)  # received, then succeeded
+    time.sleep(0.5)
+    assert _notices_sent(clean_database, endpoint_id, 2) == admins
+    assert {path: path.stat().st_mtime_ns for path in notice_files} == notice_files
+    with clean_database.unit_of_work() as session:
+        endpoint = session.execute(
+            text(
+                "SELECT disablements, notified_disablements FROM webhook_endpoints WHERE id = :id"
+            ),
+            {"id": endpoint_id},
+        ).one()
+    assert tuple(endpoint) == (1, 1)
 
 
 def test_per_subject_order_waits_for_the_earlier_event(
