@@ -245,6 +245,47 @@ SHIPPO_TRACK_UPDATED = {
 }
 
 
+RETURN_ID = "ret_01m8m2c7k3p9x4v6b8n2t5r1qd"
+
+RETURN_REQUEST = {"lines": [{"product_id": PRODUCT_ID, "quantity": 1, "reason": "nib bent"}]}
+
+RETURN_LINE = {
+    "product_id": PRODUCT_ID,
+    "sku": "PEN-001",
+    "quantity": 1,
+    "reason": "nib bent",
+    "received_quantity": None,
+    "restock": None,
+}
+
+RETURN = {
+    "id": RETURN_ID,
+    "order_id": ORDER_ID,
+    "status": "requested",
+    "currency": "usd",
+    "lines": [RETURN_LINE],
+    "refund_id": None,
+    "refund_amount": 0,
+    "note": None,
+    "requested_by": USER_ID,
+    "received_at": None,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+}
+
+RETURN_RECEIVE = {"lines": [{"product_id": PRODUCT_ID, "quantity": 1, "restock": True}]}
+
+RECEIVED_RETURN = {
+    **RETURN,
+    "status": "received",
+    "lines": [{**RETURN_LINE, "received_quantity": 1, "restock": True}],
+    "refund_id": REFUND["id"],
+    "refund_amount": 5025,
+    "received_at": UPDATED,
+    "updated_at": UPDATED,
+}
+
+
 def page(*items: dict[str, Any], limit: int = 20, offset: int = 0) -> dict[str, Any]:
     """A list answer holding ``items``."""
     return {"items": list(items), "total": len(items), "limit": limit, "offset": offset}

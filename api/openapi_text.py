@@ -52,6 +52,12 @@ OPENAPI_TAGS = [
         "record tracking updates, cancel before they are under way.",
     },
     {
+        "name": "returns",
+        "description": "Customers ask to return shipped units within the return window; "
+        "admins approve or reject, then receive them: sellable units back on the shelf once, "
+        "the received units refunded at the price paid.",
+    },
+    {
         "name": "webhooks",
         "description": "Events from the providers: Stripe's (signed) and Shippo's tracking "
         "updates (a secret token in the URL).",

@@ -12,10 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from orderflow.orders.state import TRANSITIONS
+from orderflow.returns.state import is_allowed as is_return_move
 from orderflow.shipments.repository import ShipmentRepository
-from orderflow.shipments.state import derive_shipping_status
+from orderflow.shipments.state import UNDER_WAY, derive_shipping_status
 from orderflow.shipments.state import is_allowed as is_shipment_move
-from orderflow.statuses import OrderStatus, ShipmentStatus
+from orderflow.statuses import OrderStatus, ReturnStatus, ShipmentStatus
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,22 @@ class Violation:
         return f"{self.check}: {self.subject}: {self.detail}"
 
 
+_UNDER_WAY = ", ".join(f"'{status.value}'" for status in sorted(UNDER_WAY))
+
 _CHECKS: dict[str, str] = {
     "stock_non_negative": "SELECT id, 'stock ' || stock FROM products WHERE stock < 0",
-    # The stock ledger (migration 0003, written by triggers): in every transaction, what the
-    # pipeline took from or gave back to the shelf is exactly what the product's reservations
-    # took or gave back; only an admin's change moves the shelf on its own.
+    # The stock ledger (migrations 0003 and 0014, written by triggers): in every transaction,
+    # what the pipeline took from or gave back to the shelf is exactly what the product's
+    # reservations took or gave back plus what returns put back; only an admin's change
+    # moves the shelf on its own.
     "stock_conserved": """
         SELECT product_id, 'transaction ' || txid || ' moved the stock by ' || moved
                || ' and its reservations by ' || held
         FROM (SELECT product_id, txid,
                      coalesce(sum(delta) FILTER (WHERE side = 'shelf' AND kind = 'move'), 0)
                        AS moved,
-                     coalesce(sum(delta) FILTER (WHERE side = 'reservation'), 0) AS held
+                     coalesce(sum(delta) FILTER (WHERE side IN ('reservation', 'return')), 0)
+                       AS held
               FROM stock_ledger GROUP BY product_id, txid) AS moves
         WHERE moved <> held""",
     "stock_matches_ledger": """
@@ -212,6 +217,57 @@ _CHECKS: dict[str, str] = {
                || ' of its capture was not refunded'
         FROM orders o
         WHERE o.status IN ('failed', 'cancelled') AND o.refunded_amount < o.captured_amount""",
+    # Promise 9 for returns (``returns.service``, under the order's row lock): per order
+    # line, the units returns hold (asked for until received, received from then on;
+    # rejected returns none) never exceed the units of its shipments under way.
+    "returned_within_shipped": f"""
+        SELECT l.order_id, 'line ' || l.product_id || ': ' || ret.units || ' returned, '
+               || coalesce(sh.units, 0) || ' shipped'
+        FROM order_lines l
+        JOIN (SELECT rl.order_line_id,
+                     sum(CASE WHEN r.status IN ('received', 'refunded')
+                              THEN coalesce(rl.received_quantity, 0)
+                              ELSE rl.quantity END) AS units
+              FROM return_lines rl JOIN returns r ON r.id = rl.return_id
+              WHERE r.status <> 'rejected' GROUP BY rl.order_line_id) ret
+          ON ret.order_line_id = l.id
+        LEFT JOIN (SELECT sl.order_line_id, sum(sl.quantity) AS units
+                   FROM shipment_lines sl JOIN shipments s ON s.id = sl.shipment_id
+                   WHERE s.status IN ({_UNDER_WAY}) GROUP BY sl.order_line_id) sh
+          ON sh.order_line_id = l.id
+        WHERE ret.units > coalesce(sh.units, 0)""",
+    "return_lines_of_their_order": """
+        SELECT r.id, 'line ' || rl.order_line_id || ' belongs to order ' || l.order_id
+        FROM returns r JOIN return_lines rl ON rl.return_id = r.id
+        JOIN order_lines l ON l.id = rl.order_line_id WHERE l.order_id <> r.order_id""",
+    # Each return line received to be restocked went back on the shelf once: stamped, with
+    # exactly one entry of its units on the ledger's ``return`` side (the trigger of
+    # migration 0014); no such entry without its line.
+    "restock_once": """
+        SELECT rl.return_id, 'line ' || rl.product_id || ': ' || coalesce(rl.received_quantity, 0)
+               || ' to restock, ' || CASE WHEN rl.restocked_at IS NULL THEN 'not restocked'
+                                          ELSE 'restocked' END
+               || ', ' || count(g.id) || ' ledger entries of ' || coalesce(sum(g.delta), 0)
+        FROM return_lines rl JOIN returns r ON r.id = rl.return_id
+        LEFT JOIN stock_ledger g ON g.side = 'return' AND g.return_line_id = rl.id
+        WHERE rl.restocked_at IS NOT NULL OR g.id IS NOT NULL
+           OR (r.status IN ('received', 'refunded') AND rl.restock AND rl.received_quantity > 0)
+        GROUP BY rl.id, rl.return_id, rl.product_id, rl.received_quantity, rl.restocked_at
+        HAVING rl.restocked_at IS NULL OR count(g.id) <> 1
+            OR sum(g.delta) <> rl.received_quantity OR bool_or(g.product_id <> rl.product_id)
+        UNION ALL
+        SELECT coalesce(g.order_id, g.product_id),
+               'ledger entry ' || g.id || ' restocks ' || g.delta || ' for no return line'
+        FROM stock_ledger g LEFT JOIN return_lines rl ON rl.id = g.return_line_id
+        WHERE g.side = 'return' AND rl.id IS NULL""",
+    # The refund a receipt asked for is the return's, of its order, for what it says.
+    "return_refund_matches": """
+        SELECT r.id, 'refund_amount ' || r.refund_amount || ', refund '
+               || coalesce(f.id || ' of ' || f.amount || ' for ' || f.order_id, 'none')
+        FROM returns r LEFT JOIN refunds f ON f.id = r.refund_id
+        WHERE (r.refund_id IS NULL AND r.refund_amount <> 0)
+           OR (r.refund_id IS NOT NULL
+               AND (f.amount <> r.refund_amount OR f.order_id <> r.order_id))""",
     # --- promise 8 (issue 15) ---
     # Every timeline entry that is a business fact (orderflow/events/types.py) and younger
     # than the shortest retention has its event, under the same id.
@@ -221,7 +277,9 @@ _CHECKS: dict[str, str] = {
         WHERE e.id IS NULL AND t.created_at > now() - interval '29 days'
           AND (t.type IN ('order_placed', 'payment_succeeded', 'payment_failed',
                           'invoice_generated', 'payment_refunded', 'refund_failed',
-                          'order_updated')
+                          'order_updated',
+                          'return_requested', 'return_approved', 'return_rejected',
+                          'return_received', 'return_refunded')
                OR (t.type = 'status_changed' AND t.data->>'to' IN
                    ('confirmed', 'failed', 'cancelled', 'shipped', 'delivered')))""",
     "event_sequence_gapless": """
@@ -320,12 +378,44 @@ def _shipment_violations(session: Session) -> list[Violation]:
     return found
 
 
+def _return_violations(session: Session) -> list[Violation]:
+    """Every return's timeline entries walk its state machine from ``requested`` to where
+    the return is now."""
+    rows = session.execute(
+        text(
+            """SELECT r.id, r.status, array_remove(array_agg(e.data->>'to'
+                      ORDER BY e.created_at, e.id), NULL)
+               FROM returns r LEFT JOIN order_events e
+                 ON e.order_id = r.order_id AND e.data->>'return_id' = r.id
+                AND e.type IN ('return_approved', 'return_rejected', 'return_received',
+                               'return_refunded')
+               GROUP BY r.id, r.status"""
+        )
+    ).all()
+    found = []
+    for return_id, status, history in rows:
+        walk = [ReturnStatus.REQUESTED.value, *list(history or [])]  # type: ignore[call-overload]
+        bad = [
+            (a, b)
+            for a, b in pairwise(walk)
+            if not is_return_move(ReturnStatus(a), ReturnStatus(b))
+        ]
+        if bad or walk[-1] != status:
+            found.append(Violation("return_moves_allowed", str(return_id), f"{walk} -> {status}"))
+    return found
+
+
 def audit(session: Session) -> list[Violation]:
     violations = []
     for name, sql in _CHECKS.items():
         for subject, detail in session.execute(text(sql)).all():
             violations.append(Violation(name, str(subject), str(detail)))
-    return violations + _transition_violations(session) + _shipment_violations(session)
+    return (
+        violations
+        + _transition_violations(session)
+        + _shipment_violations(session)
+        + _return_violations(session)
+    )
 
 
 CHECK_NAMES: list[str] = [
@@ -333,4 +423,5 @@ CHECK_NAMES: list[str] = [
     "only_allowed_transitions",
     "shipment_moves_forward",
     "shipping_status_matches_shipments",
+    "return_moves_allowed",
 ]

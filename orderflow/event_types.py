@@ -34,6 +34,11 @@ class OrderEventType(StrEnum):
     SHIPMENT_CANCELLED = "shipment_cancelled"
     LABEL_PURCHASED = "label_purchased"
     LABEL_FAILED = "label_failed"
+    RETURN_REQUESTED = "return_requested"
+    RETURN_APPROVED = "return_approved"
+    RETURN_REJECTED = "return_rejected"
+    RETURN_RECEIVED = "return_received"
+    RETURN_REFUNDED = "return_refunded"
 
 
 class EventType(StrEnum):
@@ -56,3 +61,5 @@ class EventType(StrEnum):
     SHIPMENT_DELIVERED = "shipment.delivered"
     RETURN_REQUESTED = "return.requested"
     RETURN_RECEIVED = "return.received"
+    #: A return approved, rejected, or refunded (its refund succeeded).
+    RETURN_UPDATED = "return.updated"

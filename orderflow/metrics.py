@@ -102,6 +102,11 @@ ORDER_TRANSITIONS = Counter(
     ["from_status", "to_status"],
 )
 
+RETURN_TRANSITIONS = Counter(
+    "orderflow_return_transitions",
+    "Returns reaching a status (committed; requested returns from ''), by previous and new status",
+    ["from_status", "to_status"],
+)
 SHIPMENT_TRANSITIONS = Counter(
     "orderflow_shipment_transitions",
     "Shipments reaching a status (committed; created shipments from ''), by previous and "
@@ -322,7 +327,9 @@ def _payment_outcome(result: PaymentResult) -> str:
 # --- order counters, on commit --------------------------------------------------------------
 _NOTED = "orderflow.metrics.order_events"
 _COUNTED_EVENTS = ("order_placed", "status_changed", "payment_anomaly", "shipment_created",
-                   "shipment_updated", "shipment_cancelled")  # fmt: skip
+                   "shipment_updated", "shipment_cancelled", "return_requested",
+                   "return_approved", "return_rejected", "return_received",
+                   "return_refunded")  # fmt: skip
 order_log = structlog.get_logger("orderflow.orders")
 
 
@@ -349,6 +356,11 @@ def _count_noted(session: Session) -> None:
             continue
         elif type_ == "shipment_cancelled":
             SHIPMENT_TRANSITIONS.labels(str(data.get("from", "")), "cancelled").inc()
+            continue
+        elif type_.startswith("return_"):  # returns are counted, not logged as orders
+            RETURN_TRANSITIONS.labels(
+                str(data.get("from", "")), str(data.get("to", "requested"))
+            ).inc()
             continue
         elif type_ == "payment_anomaly":  # logged as a warning where it is found
             PAYMENT_ANOMALIES.labels(str(data["reason"]), str(data["reported_by"])).inc()

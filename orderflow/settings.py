@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     #: A cart untouched this long expires; an expired or completed cart is purged as long
     #: after its last change (``carts.service.expire_and_purge``).
     cart_ttl_hours: int = Field(default=168, ge=1, le=24 * 366)
+    #: Days after delivery (after shipping when delivery is unknown) a unit may be returned.
+    return_window_days: int = Field(default=30, ge=0, le=3650)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     payment_provider: Literal["local", "stripe"] = "local"

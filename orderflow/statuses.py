@@ -1,6 +1,6 @@
 """Every status as an enum, in one place: the order aggregate's (the order's own, whose moves
 ``orders.state`` rules, its payment status, and the kind and status of its payment rows) and
-a cart's."""
+a cart's, a shipment's and a return's."""
 
 from __future__ import annotations
 
@@ -100,6 +100,17 @@ class LabelStatus(StrEnum):
     PURCHASED = "purchased"
     FAILED = "failed"
     VOIDED = "voided"
+
+
+class ReturnStatus(StrEnum):
+    """Where a return stands; ``returns.state`` rules its moves: ``requested → approved →
+    received → refunded``, or ``rejected`` before anything was received."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    RECEIVED = "received"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
 
 
 class SmsStatus(StrEnum):

@@ -58,9 +58,18 @@ def assert_promises_kept(
                     StockReservation.released_at.is_(None),
                 )
             )
+            back = session.scalar(  # returned units put back on the shelf, once
+                text(
+                    """SELECT coalesce(sum(received_quantity), 0) FROM return_lines
+                       WHERE product_id = :p AND restocked_at IS NOT NULL"""
+                ),
+                {"p": product_id},
+            )
             assert left is not None
             assert left >= 0
-            assert left + held == start, f"{product_id}: {left} left + {held} held != {start}"
+            assert left + held - back == start, (
+                f"{product_id}: {left} left + {held} held - {back} restocked != {start}"
+            )
         captured, confirmed_total = session.execute(
             text(
                 """SELECT
@@ -69,7 +78,11 @@ def assert_promises_kept(
                      - (SELECT coalesce(sum(amount), 0) FROM refunds
                        WHERE status = 'succeeded'),
                      (SELECT coalesce(sum(total_amount), 0) FROM orders
-                       WHERE status IN ('confirmed', 'shipped', 'delivered'))"""
+                       WHERE status IN ('confirmed', 'shipped', 'delivered'))
+                     - (SELECT coalesce(sum(r.amount), 0) FROM refunds r
+                          JOIN orders o ON o.id = r.order_id
+                        WHERE r.status = 'succeeded'
+                          AND o.status IN ('confirmed', 'shipped', 'delivered'))"""
             )
         ).one()
         assert captured == confirmed_total

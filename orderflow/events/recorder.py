@@ -25,7 +25,12 @@ from sqlalchemy import bindparam, event, text
 from sqlalchemy.orm import Session
 
 from orderflow.events import models as _tables  # noqa: F401  (the tables of the events)
-from orderflow.events.snapshots import read_orders, read_shipments, render_order_object
+from orderflow.events.snapshots import (
+    read_orders,
+    read_returns,
+    read_shipments,
+    render_order_object,
+)
 from orderflow.events.types import Fact, SubjectType
 from orderflow.models import Order
 
@@ -79,10 +84,14 @@ def write_pending(session: Session) -> None:
     shipment_ids = sorted(
         {p.fact.subject_id for p in pending if p.fact.subject_type is SubjectType.SHIPMENT}
     )
+    return_ids = sorted(
+        {p.fact.subject_id for p in pending if p.fact.subject_type is SubjectType.RETURN}
+    )
     snapshots = {
         **known,
         **(read_orders(session, order_ids) if order_ids else {}),
         **(read_shipments(session, shipment_ids) if shipment_ids else {}),
+        **(read_returns(session, return_ids) if return_ids else {}),
     }
     session.execute(_WRITE_EVENTS, {"events": json.dumps(_rows(pending, snapshots))})
 

@@ -125,3 +125,36 @@ _READ_SHIPMENTS = text(
     FROM shipments s WHERE s.id IN :ids
     """
 ).bindparams(bindparam("ids", expanding=True))
+
+
+def read_returns(session: Session, return_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Returns as ``GET /returns/{id}`` shows them now (``api.schemas.returns``)."""
+    rows = session.execute(_READ_RETURNS, {"ids": return_ids}).mappings()
+    shown = {}
+    for row in rows:
+        body = dict(row["body"])
+        for name in ("created_at", "updated_at", "received_at"):
+            if body[name] is not None:
+                body[name] = datetime.fromisoformat(body[name])
+        shown[str(row["id"])] = to_jsonable_python(body)
+    return shown
+
+
+_READ_RETURNS = text(
+    f"""
+    SELECT r.id, jsonb_build_object(
+        'id', r.id, 'order_id', r.order_id, 'status', r.status, 'currency', r.currency,
+        'lines', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                     'product_id', l.product_id, 'sku', l.sku, 'quantity', l.quantity,
+                     'reason', l.reason, 'received_quantity', l.received_quantity,
+                     'restock', l.restock) ORDER BY l.id), '[]'::jsonb)
+                  FROM return_lines l WHERE l.return_id = r.id),
+        'refund_id', r.refund_id, 'refund_amount', r.refund_amount, 'note', r.note,
+        'requested_by', r.requested_by,
+        'received_at', to_char(r.received_at AT TIME ZONE 'UTC', {_UTC_TEXT}),
+        'created_at', to_char(r.created_at AT TIME ZONE 'UTC', {_UTC_TEXT}),
+        'updated_at', to_char(r.updated_at AT TIME ZONE 'UTC', {_UTC_TEXT})
+    ) AS body
+    FROM returns r WHERE r.id IN :ids
+    """
+).bindparams(bindparam("ids", expanding=True))

@@ -60,6 +60,9 @@ def fact_of(order_id: str, entry: str, data: dict[str, Any]) -> Fact | None:
         if type_ is EventType.SHIPMENT_UPDATED and data.get("to") == "delivered":
             type_ = EventType.SHIPMENT_DELIVERED
         return Fact(type_, SubjectType.SHIPMENT, str(data.get("shipment_id")))
+    if entry in _ON_RETURN:
+        # Returns too; their data is read at commit (``snapshots.read_returns``).
+        return Fact(_ON_RETURN[entry], SubjectType.RETURN, str(data.get("return_id")))
     refund_type = _ON_REFUND.get(entry)
     if refund_type is not None:
         refund_id = str(data.get("refund_id"))
@@ -112,4 +115,14 @@ _ON_SHIPMENT: dict[str, EventType] = {
     OrderEventType.SHIPMENT_CREATED: EventType.SHIPMENT_CREATED,
     OrderEventType.SHIPMENT_UPDATED: EventType.SHIPMENT_UPDATED,
     OrderEventType.SHIPMENT_CANCELLED: EventType.SHIPMENT_UPDATED,
+}
+
+
+#: Timeline entries about one return (``return_id`` in their data: the subject).
+_ON_RETURN: dict[str, EventType] = {
+    OrderEventType.RETURN_REQUESTED: EventType.RETURN_REQUESTED,
+    OrderEventType.RETURN_APPROVED: EventType.RETURN_UPDATED,
+    OrderEventType.RETURN_REJECTED: EventType.RETURN_UPDATED,
+    OrderEventType.RETURN_RECEIVED: EventType.RETURN_RECEIVED,
+    OrderEventType.RETURN_REFUNDED: EventType.RETURN_UPDATED,
 }

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from orderflow.db import Database
 from orderflow.event_types import OrderEventType
+from orderflow.fulfilment import returning
 from orderflow.fulfilment.charging import Anomaly, Reporter, ReportOutcome, record_payment_anomaly
 from orderflow.fulfilment.crediting import after_refund_succeeded
 from orderflow.idempotency import refund_idempotency_key
@@ -135,6 +136,7 @@ def record_refund_outcome(
         {"refund_id": refund.id, "provider_refund_id": refund.provider_id,
          "amount": refund.amount, "currency": refund.currency, "failure_code": failure_code},
     )  # fmt: skip
+    returning.refund_settled(orders, refund, status)
     changed = ["refundable_amount"]
     if refunded != order_refunded_before:
         changed += ["refunded_amount", "payment_status"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, literal, select, update
+from sqlalchemy import Engine, bindparam, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -41,6 +41,15 @@ class TrackingUpdate:
     occurred_at: datetime
     location: str | None = None
     description: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitsOut:
+    """Units of one order line out with the customer: under way (in transit or later), and
+    of those still returnable (``ShipmentRepository.units_out``)."""
+
+    shipped: int
+    returnable: int
 
 
 class ShipmentRepository:
@@ -101,6 +110,14 @@ class ShipmentRepository:
         """Per order line: ordered, under way and delivered units."""
         rows = self.session.execute(_PROGRESS, {"order_id": order_id}).all()
         return [LineProgress(int(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+    def units_out(self, order_id: str, since: datetime) -> dict[int, UnitsOut]:
+        """Per order line, units of shipments under way (what a return is measured against)
+        and, of those, the units a customer may still return: not sent back to us by the
+        carrier, and delivered (or, while delivery is unknown, shipped) at ``since`` or
+        later. Read under the order's lock."""
+        rows = self.session.execute(_UNITS_OUT, {"order_id": order_id, "since": since}).all()
+        return {int(row[0]): UnitsOut(int(row[1]), int(row[2])) for row in rows}
 
     def stalled_labels(self, cutoff: datetime, limit: int) -> list[tuple[str, str, bool]]:
         """Shipments untouched since ``cutoff`` whose label work is owed: (order id, shipment
@@ -304,3 +321,27 @@ _PROGRESS = (
 _lease_key: tuple[Any, Any] = (bindparam("lease_class"), func.hashtext(bindparam("shipment_id")))
 _TRY_LEASE = select(func.pg_try_advisory_lock(*_lease_key))
 _END_LEASE = select(func.pg_advisory_unlock(*_lease_key))
+
+
+#: Units out per order line. A shipment's return window opens when it was delivered (the
+#: date of the update that said so) or, not delivered yet, when it first went under way.
+_UNITS_OUT = text(
+    f"""
+    SELECT sl.order_line_id,
+           coalesce(sum(sl.quantity), 0) AS shipped,
+           coalesce(sum(sl.quantity) FILTER (
+               WHERE s.status <> '{ShipmentStatus.RETURNED_TO_SENDER.value}'
+                 AND CASE WHEN s.status = '{ShipmentStatus.DELIVERED.value}'
+                          THEN coalesce(s.status_at, s.updated_at)
+                          ELSE coalesce((SELECT min(e.occurred_at) FROM shipment_events e
+                                         WHERE e.shipment_id = s.id AND e.applied
+                                           AND e.status IN :under_way),
+                                        s.status_at, s.updated_at)
+                     END >= :since), 0) AS returnable
+    FROM shipment_lines sl JOIN shipments s ON s.id = sl.shipment_id
+    WHERE s.order_id = :order_id AND s.status IN :under_way
+    GROUP BY sl.order_line_id
+    """
+).bindparams(
+    bindparam("under_way", value=sorted(status.value for status in UNDER_WAY), expanding=True)
+)

@@ -76,6 +76,7 @@ class World:
             endpoint_id="we_missing",
             delivery_id="whd_missing",
             key_id="key_missing",
+            return_id="ret_missing",
         )
 
     def body(self, method: str, template: str) -> dict[str, Any] | None:

@@ -79,7 +79,7 @@ from orderflow.errors import (
     TransitionNotAllowed,
     Unprocessable,
 )
-from orderflow.fulfilment import moves
+from orderflow.fulfilment import moves, returning
 from orderflow.fulfilment.changes import OrderChange, OrderNotChangeable, change_order
 from orderflow.fulfilment.charging import begin_charge, charge_payment, record_charge_result
 from orderflow.fulfilment.crediting import issue_credit_note
@@ -110,7 +110,15 @@ from orderflow.orders import service as orders
 from orderflow.orders.repository import OrderRepository
 from orderflow.orders.state import is_allowed
 from orderflow.payments import IntentStatus, LocalPaymentProvider, PaymentResult, RefundResult
-from orderflow.statuses import CartStatus, OrderStatus, PaymentRecordStatus, RefundStatus
+from orderflow.returns.models import Return, ReturnLine
+from orderflow.returns.state import units_held
+from orderflow.statuses import (
+    CartStatus,
+    OrderStatus,
+    PaymentRecordStatus,
+    RefundStatus,
+    ReturnStatus,
+)
 from orderflow.steps import EmailKind, Step
 from tests.conftest import place_command
 
@@ -145,6 +153,11 @@ INSTANTANEOUS = frozenset(
         "refunds_within_charge",
         "credit_note_numbers_gapless",
         "credit_note_matches_refund",
+        "returned_within_shipped",
+        "return_lines_of_their_order",
+        "restock_once",
+        "return_refund_matches",
+        "return_moves_allowed",
     }
 )
 EVENTUAL = frozenset(
@@ -335,11 +348,29 @@ class Filled:
     order_id: str | None = None
 
 
+@dataclass
+class Asked:
+    """A return the machine asked for, of one line, as the machine believes it stands (the
+    refund step moves it on to ``refunded`` on its own)."""
+
+    id: str
+    order_id: str
+    product_id: str
+    quantity: int
+    status: ReturnStatus = ReturnStatus.REQUESTED
+    received: int | None = None
+
+    @property
+    def held(self) -> int:
+        return units_held(self.status, self.quantity, self.received)
+
+
 class OrderMachine(RuleBasedStateMachine):
     world: World
 
     placed = Bundle("placed")
     filled = Bundle("filled")
+    returned = Bundle("returned")
 
     def __init__(self) -> None:
         super().__init__()
@@ -353,6 +384,7 @@ class OrderMachine(RuleBasedStateMachine):
         self.unrecorded: dict[str, PaymentResult] = {}
         self.delivered: set[str] = set()
         self.timelines: dict[str, list[str]] = {}
+        self.returns: dict[str, Asked] = {}
         with self.db.unit_of_work() as session:
             session.execute(text(f"TRUNCATE {_EXAMPLE_TABLES} RESTART IDENTITY CASCADE"))
             session.commit()
@@ -739,6 +771,137 @@ class OrderMachine(RuleBasedStateMachine):
         for refund_id in refund_ids:
             send_email(self.db, self.sender, order.id, EmailKind.REFUNDED, refund_id)
 
+    # -- returns (issue 18): asked for, approved, rejected, received; their refunds go
+    # through the refund rule and the webhooks like any other ---------------------------
+
+    @rule(
+        target=returned,
+        data=st.data(),
+        who=st.sampled_from(["owner", "owner", "admin", "stranger"]),
+        quantity=st.integers(1, 3),
+    )
+    def ask_return(self, data: st.DataObject, who: str, quantity: int) -> Any:
+        """Ask to return units of one line, mostly of orders out with their customer."""
+        out = [OrderStatus.SHIPPED, OrderStatus.DELIVERED]
+        with self.db.unit_of_work() as session:
+            shipped = set(session.scalars(select(Order.id).where(Order.status.in_(out))))
+        pool = [o for oid, o in self.orders.items() if oid in shipped] or list(self.orders.values())
+        if not pool:
+            return multiple()
+        order = data.draw(st.sampled_from(pool), label="order")
+        product_id = data.draw(st.sampled_from(sorted(order.lines)), label="product")
+        return self._ask(order, product_id, who, quantity)
+
+    @rule(target=returned, data=st.data(), quantity=st.integers(1, 2))
+    def ship_then_ask_return(self, data: st.DataObject, quantity: int) -> Any:
+        """The whole way: an order driven to the customer (as ``progress`` does), then its
+        owner asks to return some of it; more examples reach returns this way."""
+        if not self.orders:
+            return multiple()
+        order = data.draw(st.sampled_from(list(self.orders.values())), label="order")
+        self.progress(order, 6)
+        product_id = data.draw(st.sampled_from(sorted(order.lines)), label="product")
+        asked = self._ask(order, product_id, "owner", quantity)
+        if self.returns and data.draw(st.booleans(), label="received at once"):
+            latest = self.returns[max(self.returns)]  # ids sort by creation
+            restock = data.draw(st.booleans(), label="restock")
+            self.receive_return(latest, latest.quantity, restock, approve_first=True)
+        return asked
+
+    def _ask(self, order: Placed, product_id: str, who: str, quantity: int) -> Any:
+        out = [OrderStatus.SHIPPED, OrderStatus.DELIVERED]
+        status = self._status(order)
+        held = sum(r.held for r in self.returns.values()
+                   if (r.order_id, r.product_id) == (order.id, product_id))  # fmt: skip
+        fits = status in out and quantity <= order.lines[product_id] - held
+        try:
+            with self.db.unit_of_work() as session:
+                asked = returning.request_return(
+                    session,
+                    self._viewer(order, who),
+                    order.id,
+                    [returning.RequestedLine(product_id, quantity)],
+                    window_days=30,
+                )
+                return_id = asked.id
+                session.commit()
+        except NotFound:
+            assert who == "stranger", "the owner or an admin was told the order does not exist"
+            return multiple()
+        except (returning.ReturnExceedsShipped, TransitionNotAllowed):
+            assert not fits or who == "stranger", f"{quantity} of {product_id} refused"
+            return multiple()
+        assert who != "stranger", "a stranger asked to return someone else's order"
+        assert fits, f"{quantity} of {product_id} returned past what was shipped ({held} held)"
+        self.returns[return_id] = Asked(return_id, order.id, product_id, quantity)
+        return multiple(self.returns[return_id])
+
+    @rule(asked=returned, approve=st.booleans())
+    def decide_return(self, asked: Asked, approve: bool) -> None:
+        status = self._return_status(asked)
+        admin = orders.Viewer(type(self).world.admin.id, is_admin=True)
+        target = ReturnStatus.APPROVED if approve else ReturnStatus.REJECTED
+        allowed = status in (ReturnStatus.REQUESTED, target) or (
+            status is ReturnStatus.APPROVED and target is ReturnStatus.REJECTED
+        )
+        try:
+            with self.db.unit_of_work() as session:
+                if approve:
+                    returning.approve_return(session, admin, asked.id)
+                else:
+                    returning.reject_return(session, admin, asked.id, "hypothesis says no")
+                session.commit()
+        except TransitionNotAllowed:
+            assert not allowed, f"a {status} return could not become {target}"
+            return
+        assert allowed, f"a {status} return became {target}"
+        asked.status = target
+
+    @rule(
+        asked=returned,
+        received=st.integers(0, 3),
+        restock=st.booleans(),
+        approve_first=st.booleans(),
+    )
+    def receive_return(
+        self, asked: Asked, received: int, restock: bool, approve_first: bool
+    ) -> None:
+        """The parcel arrives: some or all of it, sellable or not; a second receipt, or one
+        of a return not approved, changes nothing. The admin may approve it on arrival."""
+        if approve_first:
+            self.decide_return(asked, approve=True)
+        status = self._return_status(asked)
+        quantity = min(received, asked.quantity)
+        admin = orders.Viewer(type(self).world.admin.id, is_admin=True)
+        stock = self._stock()
+        try:
+            with self.db.unit_of_work() as session:
+                returning.receive_return(
+                    session,
+                    admin,
+                    asked.id,
+                    [returning.ReceivedLine(asked.product_id, quantity, restock)],
+                )
+                session.commit()
+        except TransitionNotAllowed:
+            assert status is not ReturnStatus.APPROVED, "an approved return was not received"
+            assert self._stock() == stock
+            return
+        except Unprocessable:
+            assert status is ReturnStatus.APPROVED
+            assert quantity == 0
+            return
+        assert status is ReturnStatus.APPROVED, f"a {status} return was received"
+        asked.status, asked.received = ReturnStatus.RECEIVED, quantity
+        back = quantity if restock else 0
+        assert self._stock()[asked.product_id] == stock[asked.product_id] + back
+
+    def _return_status(self, asked: Asked) -> ReturnStatus:
+        with self.db.unit_of_work() as session:
+            found = session.get(Return, asked.id)
+            assert found is not None
+            return ReturnStatus(found.status)
+
     # -- what holds after every step ----------------------------------------------------
 
     @invariant()
@@ -767,11 +930,20 @@ class OrderMachine(RuleBasedStateMachine):
                 .group_by(StockReservation.product_id)
             ).all()
         )
+        # Units returned and put back on the shelf came back once, on top of the start.
+        restocked = dict(
+            session.execute(
+                select(ReturnLine.product_id, func.sum(ReturnLine.received_quantity))
+                .where(ReturnLine.restocked_at.is_not(None))
+                .group_by(ReturnLine.product_id)
+            ).all()
+        )
         for product_id, stock in session.execute(select(Product.id, Product.stock)).all():
             assert stock >= 0, f"{product_id} has {stock} in stock"
-            assert stock + held.get(product_id, 0) == self.initial_stock[product_id], (
-                f"{product_id}: {stock} in stock + {held.get(product_id, 0)} held "
-                f"!= {self.initial_stock[product_id]} at the start"
+            back = restocked.get(product_id, 0)
+            assert stock + held.get(product_id, 0) - back == self.initial_stock[product_id], (
+                f"{product_id}: {stock} in stock + {held.get(product_id, 0)} held - {back} "
+                f"restocked != {self.initial_stock[product_id]} at the start"
             )
 
     def _one_order_per_cart(self, session: Session) -> None:
@@ -899,12 +1071,20 @@ class OrderMachine(RuleBasedStateMachine):
         self.timelines = timelines
 
     def _provider_never_overcharges(self) -> None:
+        with self.db.unit_of_work() as session:
+            rows = dict(
+                session.execute(
+                    select(Refund.order_id, func.count()).group_by(Refund.order_id)
+                ).all()
+            )
         for order_id in self.orders:
             intents = self.provider.local.intents(order_id)
             captured = [i for i in intents if i.status is IntentStatus.SUCCEEDED]
             assert len(captured) <= 1, f"{order_id} was charged {len(captured)} times"
             for intent in captured:
                 refunds = self.provider.local.refunds(intent.intent_id)
+                asked = rows.get(order_id, 0)  # a return's receipt asks for a refund too
+                assert len(refunds) <= max(asked, 1), f"{order_id}: {len(refunds)} refunds"
                 assert sum(r.amount.amount for r in refunds) <= intent.amount.amount
 
     # -- at rest -------------------------------------------------------------------------
@@ -952,7 +1132,14 @@ class OrderMachine(RuleBasedStateMachine):
                 for i in self.provider.local.intents(order_id)
                 if i.status is IntentStatus.SUCCEEDED
             )
-            owed = total if status in ("confirmed", "shipped", "delivered") else 0
+            given_back = sum(
+                session.scalars(
+                    select(Refund.amount).where(
+                        Refund.order_id == order_id, Refund.status == RefundStatus.SUCCEEDED
+                    )
+                )
+            )  # returns received (the only refunds of an order that carries on)
+            owed = total - given_back if status in ("confirmed", "shipped", "delivered") else 0
             assert kept == owed, f"{order_id} is {status}: the provider kept {kept}, not {owed}"
 
     # -- helpers -------------------------------------------------------------------------

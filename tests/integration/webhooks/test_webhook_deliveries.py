@@ -534,4 +534,4 @@ def test_event_types_are_checked(admin: httpx.Client) -> None:
             "/webhook-endpoints", json={"url": "https://93.184.216.34/", "event_types": types}
         )
         assert answer.status_code == 422, types
-    assert len(EventType) == 17
+    assert len(EventType) == 18
