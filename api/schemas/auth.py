@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field
 
 from api import examples as ex
 from api.schemas.common import NON_BLANK, RequestBody, with_examples
@@ -69,14 +69,8 @@ class ProfileUpdate(RequestBody):
 
     name: Name | None = None
     phone: Phone | None = None
-    sms_opt_in: SmsOptIn | None = None
-
-    @field_validator("sms_opt_in", mode="before")
-    @classmethod
-    def _opt_in_is_a_choice(cls, value: object) -> object:
-        if value is None:  # only an explicit null gets here: leave it out to keep it
-            raise ValueError("must be true or false")
-        return value
+    #: true or false, never null (the spec says so); left out, it stays as it is.
+    sms_opt_in: SmsOptIn = None  # type: ignore[assignment]
 
 
 class LoginRequest(RequestBody):

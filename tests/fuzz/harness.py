@@ -345,7 +345,18 @@ def run_case(
 #: Answers that schema-valid input may legitimately get, because the rule is one JSON Schema
 #: cannot state; every other check stays on for these operations.
 _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
-    ("POST", "/api/v1/auth/register", ["422"], "password strength: letters and digits"),
+    (
+        "POST",
+        "/api/v1/auth/register",
+        ["422"],
+        "password strength: letters and digits; a phone of its country's plan; opt-in needs one",
+    ),
+    (
+        "PATCH",
+        "/api/v1/auth/me",
+        ["422"],
+        "a phone that exists in its country's plan; sms_opt_in needs a phone",
+    ),
     ("PUT", "/api/v1/auth/password", ["422"], "password strength of new_password"),
     (
         "POST",
