@@ -313,11 +313,16 @@ class Pipelines:
         self.kind: str | None = None
         self.system: SystemProcesses | None = None
 
-    def use(self, kind: str, env: dict[str, str]) -> SystemProcesses:
+    def use(self, kind: str, env: dict[str, str], one_worker: bool = False) -> SystemProcesses:
+        """``one_worker``: a single prefork worker on every step queue (a small deployment),
+        instead of ``make run``'s two (prefork and threads)."""
         if self.kind != kind:
             self.stop()
             self.system = SystemProcesses(system_env(self.settings, **env), self.log_dir)
-            self.system.start_workers()
+            if one_worker:
+                self.system.start_worker()
+            else:
+                self.system.start_workers()
             self.system.start_relay()
             self.system.start_beat()
             self.kind = kind

@@ -133,20 +133,25 @@ def test_a_message_for_the_relay_wakes_it_and_a_taken_one_does_not(
 
 @pytest.mark.workers
 def test_a_worker_runs_the_next_steps_of_an_order_itself(
-    local_pipeline: SystemProcesses, customer: httpx.Client, make_product: Callable[..., Product]
+    pipelines: Pipelines, customer: httpx.Client, make_product: Callable[..., Product]
 ) -> None:
+    """A worker on every queue (``make run`` splits them over two pools, so there each step
+    is handed to the other pool's queue at once instead)."""
+    system = pipelines.use("local, one worker", {}, one_worker=True)
     order_id = _confirmed_and_emailed(customer, make_product(stock=5))
-    wait_until(lambda: _finished(local_pipeline, order_id), 30)  # with all it went on with
+    wait_until(lambda: _finished(system, order_id), 30)  # with all it went on with
     # Each step the worker went on with is reported when done, so the innermost first.
-    assert _continued(local_pipeline, order_id) == list(reversed(FOLLOW_UPS))
-    assert _finished(local_pipeline, order_id) == [Step.RESERVE_STOCK.value]  # one from the broker
+    assert _continued(system, order_id) == list(reversed(FOLLOW_UPS))
+    assert _finished(system, order_id) == [Step.RESERVE_STOCK.value]  # one from the broker
 
 
 @pytest.mark.workers
 def test_with_continuation_off_every_step_travels_through_its_queue(
     pipelines: Pipelines, customer: httpx.Client, make_product: Callable[..., Product]
 ) -> None:
-    system = pipelines.use("queues only", {"ORDERFLOW_CONTINUE_STEPS_IN_PROCESS": "false"})
+    system = pipelines.use(
+        "queues only", {"ORDERFLOW_CONTINUE_STEPS_IN_PROCESS": "false"}, one_worker=True
+    )
     order_id = _confirmed_and_emailed(customer, make_product(stock=5))
     every_step = sorted([Step.RESERVE_STOCK.value, *FOLLOW_UPS])
     wait_until(lambda: sorted(map(str, _finished(system, order_id))) == every_step, 30)
@@ -161,7 +166,8 @@ def test_a_step_failing_in_the_worker_is_retried_through_its_queue(
     customer: httpx.Client,
     make_product: Callable[..., Product],
 ) -> None:
-    system = pipelines.use("stubs", stub_provider_env(stripe_stub_shared, sendgrid_stub_shared))
+    env = stub_provider_env(stripe_stub_shared, sendgrid_stub_shared)
+    system = pipelines.use("stubs, one worker", env, one_worker=True)
     stripe_stub_shared.fail_next(1, 500, path="/v1/payment_intents")
     order_id = _confirmed_and_emailed(customer, make_product(stock=5))
     wait_until(lambda: Step.CHARGE_PAYMENT.value in _finished(system, order_id), 30)
