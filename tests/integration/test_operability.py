@@ -59,7 +59,7 @@ def ops_pipeline(
         "ORDERFLOW_LOG_LEVEL": "DEBUG",
         "ORDERFLOW_WORKER_METRICS_PORT": str(worker_metrics_port),
     }
-    return pipelines.use("operability", env)
+    return pipelines.use("operability", env, one_worker=True)  # one worker serves the metrics
 
 
 @pytest.fixture

@@ -1118,11 +1118,11 @@ class OrderMachine(RuleBasedStateMachine):
 
     def _everything_at_rest(self, session: Session) -> None:
         rows = session.execute(
-            select(Order.id, Order.status, Order.total_amount, Payment.status).outerjoin(
-                Payment, (Payment.order_id == Order.id) & (Payment.kind == "charge")
-            )
+            select(
+                Order.id, Order.status, Order.total_amount, Order.reduced_amount, Payment.status
+            ).outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.kind == "charge"))
         ).all()
-        for order_id, status, total, charge in rows:
+        for order_id, status, total, reduced, charge in rows:
             type(self).world.rested[f"{status}/{charge}"] += 1
             if status == OrderStatus.PENDING.value:
                 assert charge == "requires_action", f"{order_id} is stuck pending ({charge})"
@@ -1138,8 +1138,10 @@ class OrderMachine(RuleBasedStateMachine):
                         Refund.order_id == order_id, Refund.status == RefundStatus.SUCCEEDED
                     )
                 )
-            )  # returns received (the only refunds of an order that carries on)
-            owed = total - given_back if status in ("confirmed", "shipped", "delivered") else 0
+            )  # partial refunds, changes' and returns' refunds: the order carries on
+            # What was captured (the total before any change took some off), less refunds.
+            captured = total + reduced
+            owed = captured - given_back if status in ("confirmed", "shipped", "delivered") else 0
             assert kept == owed, f"{order_id} is {status}: the provider kept {kept}, not {owed}"
 
     # -- helpers -------------------------------------------------------------------------
