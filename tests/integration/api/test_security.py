@@ -75,7 +75,14 @@ OWNER_ROUTES: set[Route] = {
     ("GET", f"{PREFIX}/orders/{{order_id}}/shipments"),
     ("GET", f"{PREFIX}/shipments/{{shipment_id}}"),
     ("GET", f"{PREFIX}/shipments/{{shipment_id}}/label"),
+    ("GET", f"{PREFIX}/orders/{{order_id}}/returns"),
+    ("POST", f"{PREFIX}/orders/{{order_id}}/returns"),
+    ("GET", f"{PREFIX}/returns/{{return_id}}"),
 }
+#: Owner routes the world has no real id for: a return needs an order delivered to its
+#: customer (``tests/integration/returns`` shows the owner reads theirs; here, only that
+#: nobody else does).
+WITHOUT_A_REAL_ID: set[Route] = {("GET", f"{PREFIX}/returns/{{return_id}}")}
 #: Routes only an admin may call: a client is refused (403).
 ADMIN_ROUTES: set[Route] = {
     ("POST", f"{PREFIX}/products"),
@@ -102,6 +109,9 @@ ADMIN_ROUTES: set[Route] = {
     ("POST", f"{PREFIX}/orders/{{order_id}}/shipments"),
     ("POST", f"{PREFIX}/shipments/{{shipment_id}}/events"),
     ("POST", f"{PREFIX}/shipments/{{shipment_id}}/cancel"),
+    ("POST", f"{PREFIX}/returns/{{return_id}}/approve"),
+    ("POST", f"{PREFIX}/returns/{{return_id}}/receive"),
+    ("POST", f"{PREFIX}/returns/{{return_id}}/reject"),
 }
 #: Routes anyone may call, knowingly.
 PUBLIC_ROUTES: set[Route] = {
@@ -233,6 +243,7 @@ def _target(world: FuzzWorld, route: Route, order: str | None = None) -> Target:
         delivery_id="whd_1",
         shipment_id=world.shipments[0],
         number=world.credit_notes[0],
+        return_id="ret_missing",
     )
     return Target(method, url, valid_bodies(world).get(route))
 
@@ -309,6 +320,13 @@ def valid_bodies(world: FuzzWorld) -> dict[Route, Any]:
             "tracking_number": "9400100000000000000000",
             "tracking_url": "https://tools.usps.com/go/TrackConfirmAction",
         },
+        ("POST", f"{PREFIX}/orders/{{order_id}}/returns"): {
+            "lines": [{"product_id": world.products[0], "quantity": 1, "reason": "broken"}],
+        },
+        ("POST", f"{PREFIX}/returns/{{return_id}}/receive"): {
+            "lines": [{"product_id": world.products[0], "quantity": 1, "restock": True}],
+        },
+        ("POST", f"{PREFIX}/returns/{{return_id}}/reject"): {"reason": "worn"},
         # Dated before the label: recorded in the history, moving nothing.
         ("POST", f"{PREFIX}/shipments/{{shipment_id}}/events"): {
             "status": "in_transit",
@@ -391,7 +409,7 @@ def test_another_clients_things_do_not_exist_for_a_client(
     route: Route, world: FuzzWorld, callers: dict[str, httpx.Client], database: Database
 ) -> None:
     target = _target(world, route)
-    if target.method == "GET":  # the owner reaches it: the id is real
+    if target.method == "GET" and route not in WITHOUT_A_REAL_ID:  # the owner reaches it
         assert _send(callers["client"], target).status_code == 200
     before = _snapshot(database, world)
     _assert_problem(_send(callers["other"], target), 404)
@@ -708,7 +726,7 @@ def test_hostile_text_in_every_path_id(
         url = path.format(
             order_id=segment, product_id=segment, customer_id=segment, intent_id=segment,
             cart_id=segment, key_id=segment, event_id=segment, endpoint_id=segment,
-            delivery_id=segment, shipment_id=segment, number=segment,
+            delivery_id=segment, shipment_id=segment, number=segment, return_id=segment,
         )  # fmt: skip
         answer = caller.request(method, url, json=body)
         assert answer.status_code < 500, (value[:40], answer.text[:300])
