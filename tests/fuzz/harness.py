@@ -360,6 +360,12 @@ _SEMANTIC_REFUSALS: list[tuple[str, str, list[str], str]] = [
     ("PUT", "/api/v1/auth/password", ["422"], "password strength of new_password"),
     (
         "POST",
+        "/api/v1/orders/{order_id}/returns",
+        ["422"],
+        "a product the order has, named once",
+    ),
+    (
+        "POST",
         "/api/v1/orders",
         ["422"],
         "one line per product, one currency per order, items or cart_id, a cart not empty",
