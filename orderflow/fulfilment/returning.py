@@ -349,11 +349,7 @@ def get_return(session: Session, return_id: str, viewer: Viewer) -> Return:
     """The return if the viewer may see its order; anyone else is told it does not exist."""
     found = ReturnRepository(session).get(return_id)
     order = None if found is None else OrderRepository(session).get(found.order_id)
-    if (
-        found is None
-        or order is None
-        or not (viewer.is_admin or order.customer_id == viewer.user_id)
-    ):
+    if found is None or not viewer.may_see(order):
         raise NotFound(f"return {return_id} does not exist", return_id=return_id)
     return found
 

@@ -62,11 +62,7 @@ def get_shipment(session: Session, shipment_id: str, viewer: Viewer) -> Shipment
     """The shipment if the viewer may see its order; anyone else is told it does not exist."""
     shipment = ShipmentRepository(session).get(shipment_id)
     order = None if shipment is None else OrderRepository(session).get(shipment.order_id)
-    if (
-        shipment is None
-        or order is None
-        or not (viewer.is_admin or order.customer_id == viewer.user_id)
-    ):
+    if shipment is None or not viewer.may_see(order):
         raise NotFound(f"shipment {shipment_id} does not exist", shipment_id=shipment_id)
     return shipment
 

@@ -66,6 +66,10 @@ class Viewer:
     def role(self) -> ActorRole:
         return ActorRole.ADMIN if self.is_admin else ActorRole.OWNER
 
+    def may_see(self, order: Order | None) -> bool:
+        """The order, and what hangs off it (shipments, returns), is theirs to see."""
+        return order is not None and (self.is_admin or order.customer_id == self.user_id)
+
 
 @dataclass(frozen=True)
 class OrderFilter:
@@ -255,7 +259,7 @@ def _check_stock(lines: list[OrderLine], products: dict[str, Product]) -> None:
 def get_order(session: Session, order_id: str, viewer: Viewer) -> Order:
     """The order if the viewer may see it; someone else's order does not exist for them."""
     order = OrderRepository(session).get(order_id)
-    if order is None or not (viewer.is_admin or order.customer_id == viewer.user_id):
+    if order is None or not viewer.may_see(order):
         raise NotFound(f"order {order_id} does not exist", order_id=order_id)
     return order
 
