@@ -39,21 +39,22 @@ def deliver(self: Task, delivery_id: int) -> str | None:
     endpoint (its subject's next first) in this task, without a trip through the broker,
     for at most ``CONTINUE_DELIVERIES`` deliveries or ``CONTINUE_SECONDS``; then hand the
     next one to another task. The endpoint's in-flight limit still holds: each goes on
-    only with the slot its own attempt just freed."""
+    only with the slot its own attempt just freed, claimed in the transaction that records
+    the attempt before it (one commit a delivery)."""
     settings = runtime.settings()
     deadline = time.monotonic() + CONTINUE_SECONDS
+    with runtime.database().unit_of_work() as session:
+        job = delivery.claim(session, delivery_id, settings)
+        session.commit()
     status = None
-    for _ in range(CONTINUE_DELIVERIES):
-        attempted = _attempt(delivery_id, settings)
-        if attempted is None:
+    for sent in range(1, CONTINUE_DELIVERIES + 1):
+        if job is None:
             return status  # not due, not its turn, endpoint off or busy, or done already
-        status, next_id, go_on = attempted
-        if next_id is None:
+        go_on = sent < CONTINUE_DELIVERIES and time.monotonic() < deadline
+        status, job, handed_on = _attempt(job, settings, claim_next=go_on)
+        if handed_on is not None:
+            deliver.apply_async(kwargs={"delivery_id": handed_on})
             return status
-        if not go_on or time.monotonic() > deadline:
-            break
-        delivery_id = next_id
-    deliver.apply_async(kwargs={"delivery_id": next_id})
     return status
 
 
@@ -62,19 +63,24 @@ CONTINUE_DELIVERIES = 100
 CONTINUE_SECONDS = 10.0
 
 
-def _attempt(delivery_id: int, settings: Settings) -> tuple[str, int | None, bool] | None:
-    """One attempt: (its outcome, the next delivery to send now, whether to send it here)."""
-    with runtime.database().unit_of_work() as session:
-        job = delivery.claim(session, delivery_id, settings)
-        session.commit()
-    if job is None:
-        return None
+def _attempt(
+    job: delivery.Job, settings: Settings, *, claim_next: bool
+) -> tuple[str, delivery.Job | None, int | None]:
+    """One attempt of a claimed delivery: its outcome, and the next delivery of its endpoint,
+    either claimed here to be sent by this task (``claim_next``, after a 2xx) or handed on
+    to another task (its id)."""
     started = time.perf_counter()
     outcome = delivery.send(job, settings, _client())
     metrics.WEBHOOK_ATTEMPT_SECONDS.observe(time.perf_counter() - started)
     metrics.WEBHOOK_ATTEMPTS.labels(outcome.label).inc()
+    next_job, handed_on = None, None
     with runtime.database().unit_of_work() as session:
         recorded = delivery.record(session, job, outcome, settings)
+        if recorded.next_delivery_id is not None:
+            if claim_next and recorded.status == "succeeded":
+                next_job = delivery.claim(session, recorded.next_delivery_id, settings)
+            else:
+                handed_on = recorded.next_delivery_id
         session.commit()
     metrics.WEBHOOK_DELIVERIES.labels(recorded.status).inc()
     if recorded.endpoint_disabled:
@@ -89,7 +95,7 @@ def _attempt(delivery_id: int, settings: Settings) -> tuple[str, int | None, boo
         status_code=outcome.status_code,
         outcome=recorded.status,
     )
-    return recorded.status, recorded.next_delivery_id, recorded.status == "succeeded"
+    return recorded.status, next_job, handed_on
 
 
 @shared_task(name="orderflow.webhooks.dispatch", **STEP_OPTIONS)

@@ -178,7 +178,6 @@ def record(session: Session, job: Job, outcome: Outcome, settings: Settings) -> 
     if outcome.succeeded:
         status = "succeeded"
         session.execute(_SUCCEEDED, {"id": job.delivery_id, "code": outcome.status_code})
-        session.execute(_ENDPOINT_OK, {"endpoint_id": job.endpoint_id})
     else:
         if job.attempt > len(delays):
             status, delay = "exhausted", 0.0
@@ -260,12 +259,18 @@ _RELEASE = text(
     "WHERE id = :id AND status IN ('pending', 'failed') "
     "AND (claimed_until IS NULL OR claimed_until < now())"
 )
+#: The delivery succeeded, and its endpoint is failing no more (one round trip).
 _SUCCEEDED = text(
     """
-    UPDATE webhook_deliveries
-    SET status = 'succeeded', last_status_code = :code, last_error = NULL,
-        claimed_until = NULL, delivered_at = now(), updated_at = now()
-    WHERE id = :id
+    WITH done AS (
+        UPDATE webhook_deliveries
+        SET status = 'succeeded', last_status_code = :code, last_error = NULL,
+            claimed_until = NULL, delivered_at = now(), updated_at = now()
+        WHERE id = :id
+        RETURNING endpoint_id
+    )
+    UPDATE webhook_endpoints e SET failing_since = NULL
+    FROM done WHERE e.id = done.endpoint_id AND e.failing_since IS NOT NULL
     """
 )
 _FAILED = text(
@@ -276,10 +281,6 @@ _FAILED = text(
         claimed_until = NULL, dispatched_at = NULL, updated_at = now()
     WHERE id = :id
     """
-)
-_ENDPOINT_OK = text(
-    "UPDATE webhook_endpoints SET failing_since = NULL "
-    "WHERE id = :endpoint_id AND failing_since IS NOT NULL"
 )
 #: Notes the failure; disables the endpoint on 410 Gone or after days of nothing but
 #: failures. Answers whether this disabled it, and its count of disablements.
