@@ -3,6 +3,8 @@ chaos and load tests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import func, select, text
 
 from orderflow.audit import audit
@@ -13,10 +15,18 @@ from tests.stubs.stripe_server import StripeStub
 from tests.system import wait_until
 
 
-def wait_for_rest(database: Database, timeout: float) -> None:
-    """Wait until everything is at rest; on time-out, say what is still moving or wrong."""
+def wait_for_rest(
+    database: Database, timeout: float, meanwhile: Callable[[], object] = lambda: None
+) -> None:
+    """Wait until everything is at rest, calling ``meanwhile`` at every look (a supervisor's
+    round, say); on time-out, say what is still moving or wrong."""
+
+    def at_rest() -> bool:
+        meanwhile()
+        return everything_at_rest(database)
+
     try:
-        wait_until(lambda: everything_at_rest(database), timeout, interval=0.5)
+        wait_until(at_rest, timeout, interval=0.5)
     except TimeoutError:
         with database.unit_of_work() as session:
             found = [str(v) for v in audit(session)][:10]

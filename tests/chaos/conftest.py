@@ -105,9 +105,11 @@ class ChaosSystem:
         wait_until(confirmed, 60)
 
     def settle_and_check(self, shoppers: Shoppers) -> dict[str, int]:
-        """Wait until every order is at rest, then check every promise."""
-        self.processes.revive_exited()
-        wait_for_rest(self.database, SETTLE_SECONDS)
+        """Wait until every order is at rest, then check every promise. What exits meanwhile
+        is started again, as a supervisor would: a Celery threads worker that lost Redis may
+        take its time to stop (kombu fails to restore its unacknowledged messages and the
+        worker shuts down), and its queues wait for the new one."""
+        wait_for_rest(self.database, SETTLE_SECONDS, meanwhile=self.processes.revive_exited)
         return assert_promises_kept(
             self.database, self.initial_stock, set(shoppers.accepted.values())
         )

@@ -383,6 +383,9 @@ def test_every_step_run_twice_by_hand_has_no_second_effect(
         lambda: customer.get(f"/orders/{cancelled}").json()["payment_status"] == "refunded", 30
     )
     _wait_email(edge, cancelled, "cancelled")
+    with edge.database.unit_of_work() as session:
+        (refund_id,) = [r.id for r in OrderRepository(session).refunds_of(cancelled)]
+    _wait_email(edge, cancelled, f"refunded:{refund_id}")  # sent after the refund, on its own
     before = {o: _snapshot(edge, o, product.id) for o in (confirmed, cancelled)}
 
     settings = edge.provider_settings()
