@@ -75,6 +75,7 @@ bench: venv
 # next to instant ones and to chains sleeping the same; about three minutes.
 bench-latency: venv
 	$(BIN)/python -m bench.pipeline --provider-latency realistic
+	$(BIN)/python -m bench.plot
 
 load: venv
 	$(BIN)/python -m bench.load

@@ -3,7 +3,10 @@
 Reads ``bench/results/raw/{intake,pipeline,soak}.json`` (written by the benchmarks) and
 writes ``bench/results/bench.png`` (throughput and latency against concurrency, the
 pipeline against its baseline, memory over the soak) and ``bench/results/results.md`` (the
-same figures as tables, with the ratios and the targets of issue 7).
+same figures as tables, with the ratios and the targets of issue 7). When
+``pipeline-latency.json`` is there (``make bench-latency``), it also draws
+``bench/results/latency.png``: the pipeline with slow providers, instant ones and the
+sleeping baseline.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from bench.common import RAW_DIR, RESULTS_DIR
 
 PNG = RESULTS_DIR / "bench.png"
+LATENCY_PNG = RESULTS_DIR / "latency.png"
 MARKDOWN = RESULTS_DIR / "results.md"
 
 
@@ -106,6 +110,44 @@ def plot(intake: dict[str, Any] | None, pipeline: dict[str, Any] | None,
             title=f"Memory over the soak ({soak['orders']:,} orders)",
         )  # fmt: skip
         memory.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+#: The runs of ``bench.pipeline --provider-latency``, in the order they are drawn.
+LATENCY_RUNS = (("realistic", "slow providers"), ("instant", "instant providers"))
+
+
+def plot_latency(figures: dict[str, Any], path: Path) -> None:
+    """Orders a second and 201 → confirmed of the pipeline with providers that take their
+    time, next to instant providers and to chains that only sleep the same latencies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(label, figures["runs"][key]) for key, label in LATENCY_RUNS if key in figures["runs"]]
+    runs.append(("sleeping baseline", figures["baseline"]))
+    labels = [label for label, _ in runs]
+    figure, (rate, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+    bars = rate.bar(labels, [run["throughput"] for _, run in runs], color=["C0", "C2", "C7"])
+    rate.bar_label(bars, fmt="%.1f")
+    rate.set(
+        ylabel="orders e-mailed per second",
+        title=f"Fulfilment, {figures['window']} in flight, {figures['threads']} threads "
+        f"(load {figures['machine'].get('load_average_at_end', ['?'])[0]})",
+    )  # fmt: skip
+    xs = range(len(runs))
+    for offset, pct, color in ((-0.2, "p50", "C0"), (0.2, "p99", "C3")):
+        values = [run.get(f"confirmed_{pct}_ms", run[f"done_{pct}_ms"]) for _, run in runs]
+        latency.bar([x + offset for x in xs], values, 0.4, label=pct, color=color)
+    latency.set_xticks(list(xs), labels)
+    latency.set(ylabel="ms", title="201 → confirmed (baseline: chain done)")
+    latency.legend()
+    stripe, sendgrid = figures["latency"]["stripe"], figures["latency"]["sendgrid"]
+    figure.suptitle(f"Providers that take their time: Stripe {stripe}, SendGrid {sendgrid}")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
@@ -220,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     plot(intake, pipeline, soak, PNG)
     MARKDOWN.write_text(markdown(intake, pipeline, soak, load("soak-full")))
     print(f"wrote {PNG} and {MARKDOWN}")
+    latency = load("pipeline-latency")
+    if latency:
+        plot_latency(latency, LATENCY_PNG)
+        print(f"wrote {LATENCY_PNG}")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,7 @@ def measure_fulfilment(args: argparse.Namespace, run: Run, hooks: Hooks) -> dict
                 run.system.place, run.system.poll, window=args.window, warmup=args.warmup,
                 duration=args.duration, check=run.children.check,
             )  # fmt: skip
+            ended = time.monotonic()
             figures: dict[str, Any] = {
                 "throughput": loop.throughput,
                 "orders": len(loop.finished_in_window()),
@@ -215,6 +216,7 @@ def measure_fulfilment(args: argparse.Namespace, run: Run, hooks: Hooks) -> dict
                 events = hooks.events_of(loop.finished_in_window())
                 figures["lag"] = lags(hooks, "/with-1", events, timeout=120)
             hooks.drain()
+            figures["drained_after_s"] = time.monotonic() - ended
             for endpoint_id in made:
                 hooks.delete(endpoint_id)
             runs[kind].append(figures)
@@ -385,14 +387,11 @@ def report(figures: dict[str, Any]) -> str:
                     lag.get("p50_ms", math.nan),
                     lag.get("p99_ms", math.nan),
                     run["backlog_at_end"],
+                    run.get("drained_after_s", math.nan),
                 ]
             )
-    lines.append(
-        table(
-            ["run", "orders/s", "CPU ms/order", "webhooks ms", "lag p50", "lag p99", "backlog"],
-            rows,
-        )
-    )
+    columns = ["run", "orders/s", "CPU ms/order", "webhooks ms", "lag p50", "lag p99"]
+    lines.append(table([*columns, "backlog", "drained s"], rows))
     lines.append(
         f"mean: {fulfilment['without']:.1f} orders/s without, {fulfilment['with']:.1f} with "
         f"two endpoints: {fulfilment['ratio']:.2f}x"
