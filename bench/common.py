@@ -260,9 +260,13 @@ class Children:
 
 def uvicorn_args(app: str, port: int, processes: int = 1) -> list[str]:
     """The API's server command as ``make run`` (workers.launcher) starts it: uvicorn with its
-    defaults (uvloop and httptools, access log on), only the port differs; with
-    ``processes`` > 1, as production runs it on a host with that many cores (``--workers``)."""
+    defaults (uvloop and httptools, access log on) and the API's keep-alive, only the port
+    differs; with ``processes`` > 1, as production runs it on a host with that many cores
+    (``--workers``). A server closing idle connections after uvicorn's 5 s would race the
+    clients' next requests after an untimed phase (the cart fill)."""
+    keepalive = Settings.model_fields["api_keepalive_seconds"].default
     args = ["-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--timeout-keep-alive", str(keepalive)]
     return [*args, "--workers", str(processes)] if processes > 1 else args
 
 
