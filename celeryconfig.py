@@ -58,11 +58,10 @@ WEBHOOK_QUEUE = "webhooks"
 #: The queues of the steps that wait on a provider (charge and refund, e-mail, labels): a
 #: worker of their own with Celery's ``threads`` pool (``workers.launcher``, compose's
 #: ``worker-io``), where a thread waiting 300 ms on Stripe holds a thread, not a process.
-#: E-mail stays on prefork: SendGrid takes no idempotency key and offers no lookup, so a send
-#: cut off after SendGrid accepted it goes out again on retry; a killed threads worker would
-#: cut off every send in flight (up to 64), a killed prefork process one (``make chaos``
-#: caught duplicates when e-mail ran on threads).
-PROVIDER_QUEUES = ("charge_payment", "send_sms", "labels")
+#: A killed threads worker cuts off every call it had in flight, so each of these steps finds
+#: out before calling again whether the provider took the first call: Stripe and Shippo by
+#: our idempotency key, Twilio and SendGrid by a lookup (``find_sent``).
+PROVIDER_QUEUES = ("charge_payment", "send_email", "send_sms", "labels")
 #: The steps that work with our own CPU and database (the reservation, the invoice PDF) and
 #: the upkeep: the prefork pool, one process a core.
 CPU_QUEUES = tuple(queue for queue in STEP_QUEUES if queue not in PROVIDER_QUEUES)

@@ -260,6 +260,10 @@ class InstrumentedPaymentProvider:
         return getattr(self.inner, name)
 
 
+def _lookup_outcome(found: str | None) -> str:
+    return "not_found" if found is None else "found"
+
+
 class InstrumentedEmailSender:
     """An e-mail sender that records every call; behaves exactly like the one it wraps."""
 
@@ -268,6 +272,14 @@ class InstrumentedEmailSender:
 
     def send(self, message: EmailMessage) -> str:
         return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
+
+    def find_sent(self, message: EmailMessage) -> str | None:
+        return observe_call(
+            self.name,
+            "find_sent",
+            lambda: self.inner.find_sent(message),
+            _lookup_outcome,
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -287,7 +299,7 @@ class InstrumentedSmsSender:
             self.name,
             "find_sent",
             lambda: self.inner.find_sent(message),
-            lambda found: "not_found" if found is None else "found",
+            _lookup_outcome,
         )
 
     def __getattr__(self, name: str) -> Any:

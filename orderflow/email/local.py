@@ -90,6 +90,12 @@ class LocalEmailSender:
         write_atomically(self.path_for(message.message_key), data)
         return f"local_{message_digest(message.message_key)}"
 
+    def find_sent(self, message: EmailMessage) -> str | None:
+        """Sending again writes the same file; this only saves the write."""
+        if self.path_for(message.message_key).exists():
+            return f"local_{message_digest(message.message_key)}"
+        return None
+
     def read(self, message_key: str) -> MimeMessage | None:
         """The stored message for a key, parsed back, or None if never sent."""
         try:

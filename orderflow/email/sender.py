@@ -81,3 +81,9 @@ class EmailSender(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Send (or, locally, store) the message; return the provider's message id."""
         ...
+
+    def find_sent(self, message: EmailMessage) -> str | None:
+        """The provider's id of a message it already took under ``message.message_key``,
+        or ``None`` when it has none or cannot tell. Asked before sending again after an
+        attempt whose outcome is unknown (a worker killed mid-send, a timeout)."""
+        ...

@@ -6,16 +6,20 @@
 ``send`` has none, so we call the same ``client.mail.send.post`` it calls, with
 ``timeout=``).
 
-SendGrid has no idempotency key: a send whose answer is lost (timeout) may have been
-delivered, and a retry sends it again. We tag every message with ``custom_args.
-message_key`` (visible in SendGrid's event webhooks) and a ``Message-ID`` derived from the
-key, so duplicates are traceable and collapse in clients that dedupe by Message-ID; the
-once-only guarantee is the caller's unique constraint.
+SendGrid has no idempotency key: a send whose answer is lost (a timeout, a worker killed
+mid-send) may have been delivered, and a retry would send it again. We tag every message
+with ``custom_args.message_key`` and a ``Message-ID`` derived from the key; before sending
+again after such an attempt, the caller asks ``find_sent``, which looks the key up in the
+Email Activity API (``GET /v3/messages?query=unique_args['message_key']="…"``). That API is
+a paid add-on and its feed lags the send by seconds to minutes: without access (401/403),
+or when it answers nothing yet, the message is sent again, and a duplicate stays traceable
+by its key and collapses in clients that dedupe by Message-ID.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import urllib.error
 from typing import Any
@@ -99,6 +103,17 @@ class SendGridEmailSender:
         mail.header = Header(MESSAGE_KEY_HEADER, message.message_key)
         body: dict[str, Any] = mail.get()
         return body
+
+    def find_sent(self, message: EmailMessage) -> str | None:
+        query = {"query": f"unique_args['message_key']=\"{message.message_key}\"", "limit": 1}
+        try:
+            response = self._client.client.messages.get(query_params=query, timeout=self._timeout)
+            found = json.loads(response.body or b"{}")["messages"]
+            message_id = found[0]["msg_id"] if found else None
+        except (http_errors.HTTPError, urllib.error.URLError, OSError, http.client.HTTPException,
+                ValueError, LookupError, TypeError):  # fmt: skip
+            return None  # no Email Activity access, no answer, or not one we understand
+        return str(message_id) if message_id else None
 
     def send(self, message: EmailMessage) -> str:
         try:

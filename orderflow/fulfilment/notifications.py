@@ -10,6 +10,7 @@ reach the provider twice).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,12 +73,16 @@ def send_email(
     change (``PER_OCCURRENCE``), once per ``occurrence`` (the refund's or the change's id)."""
     key = claim_key(kind, occurrence)
     with database.unit_of_work() as session:
-        message = claim_email(session, order_id, kind, occurrence)
+        claimed = claim_email(session, order_id, kind, occurrence)
         session.commit()
-    if message is None:
+    if claimed is None:
         return
+    message = claimed.message
     try:
-        provider_id = sender.send(message)
+        # After an attempt that may have reached the provider, ask it before sending again.
+        provider_id = sender.find_sent(message) if claimed.retried else None
+        if provider_id is None:
+            provider_id = sender.send(message)
     except Exception:
         with database.unit_of_work() as session:
             release_claim(session, order_id, key)  # a retry may send it now
@@ -98,9 +103,17 @@ def claim_key(kind: EmailKind, occurrence: str | None = None) -> str:
     return kind.value
 
 
+@dataclass(frozen=True)
+class ClaimedEmail:
+    message: EmailMessage
+    #: An earlier attempt claimed it and never marked it sent: killed mid-send, timed out,
+    #: or refused. Whether the provider took it is unknown.
+    retried: bool
+
+
 def claim_email(
     session: Session, order_id: str, kind: EmailKind, occurrence: str | None = None
-) -> EmailMessage | None:
+) -> ClaimedEmail | None:
     orders = OrderRepository(session)
     found = orders.with_customer(order_id)
     if found is None:
@@ -117,10 +130,8 @@ def claim_email(
         return None
     key = claim_key(kind, occurrence)
     new = {"order_id": order_id, "kind": key, "status": "sending"}
-    claimed = (
-        session.execute(_CLAIM_NEW, {**new, "recipient": customer.email}).first()
-        or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, key)).first()
-    )
+    first = session.execute(_CLAIM_NEW, {**new, "recipient": customer.email}).first()
+    claimed = first or session.execute(_RECLAIM_ABANDONED, _email_key(order_id, key)).first()
     # Not claimed: already sent, or another worker is sending it right now.
     if claimed is None:
         return None
@@ -128,7 +139,7 @@ def claim_email(
     if kind is EmailKind.SHIPPED:
         parcels = [shipment for shipment in ShipmentRepository(session).of_order(order_id)
                    if shipment.status is not ShipmentStatus.CANCELLED]  # fmt: skip
-    return compose(order, customer, kind, key, refund, parcels)
+    return ClaimedEmail(compose(order, customer, kind, key, refund, parcels), first is None)
 
 
 def release_claim(session: Session, order_id: str, key: str) -> None:

@@ -7,7 +7,10 @@ answers 202 with an ``X-Message-Id`` header and records every accepted message. 
 injection is :mod:`tests.stubs.base`'s (``fail_next``, ``hang_next``, ``set_mode``).
 
 SendGrid has no idempotency key, and neither has this stub: two posts are two messages.
-Count them per ``custom_args.message_key`` with :meth:`SendGridStub.messages`.
+Count them per ``custom_args.message_key`` with :meth:`SendGridStub.messages`. It answers the
+Email Activity API's ``GET /v3/messages?query=…&limit=…`` for the queries the sender makes
+(``unique_args['message_key']="…"``, Activity's name for ``custom_args``), with the
+messages' ``msg_id``, addresses, subject and status, newest first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +36,8 @@ RESERVED_HEADERS = frozenset(
     )
 )  # fmt: skip
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: The Email Activity queries the stand-in understands: one unique argument's value.
+_UNIQUE_ARG_QUERY = re.compile(r"""^unique_args\['([^']+)'\]="([^"]*)"$""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,7 @@ class SentMail:
     custom_args: dict[str, str]
     headers: dict[str, str]
     body: dict[str, Any] = field(repr=False)
+    sent_at: float = field(default_factory=time.time)
 
     @property
     def message_key(self) -> str | None:
@@ -108,7 +115,8 @@ class SendGridStub(StubServer):
         return StubResponse.json(status, _errors((message, None)), None, {"injected": True})
 
     def handle(self, request: StubRequest) -> StubResponse:
-        if (request.method, request.path) != ("POST", "/v3/mail/send"):
+        route = (request.method, request.path)
+        if route not in (("POST", "/v3/mail/send"), ("GET", "/v3/messages")):
             return StubResponse.json(404, _errors(("not found", None)))
         if not self._authorized(request):
             return StubResponse.json(
@@ -116,6 +124,8 @@ class SendGridStub(StubServer):
                 _errors(("The provided authorization grant is invalid, expired, or revoked", None)),
                 note={"authorized": False},
             )
+        if request.method == "GET":
+            return self._activity(dict(request.query))
         try:
             body = json.loads(request.body or b"null")
             mail = _validate(body)
@@ -136,9 +146,36 @@ class SendGridStub(StubServer):
             {"authorized": True, "message_id": message_id, "message_key": sent.message_key},
         )
 
+    def _activity(self, query: dict[str, str]) -> StubResponse:
+        """Email Activity's message filter, for one unique argument."""
+        wanted = _UNIQUE_ARG_QUERY.match(query.get("query", ""))
+        if wanted is None:
+            return StubResponse.json(400, _errors(("invalid query", "query")))
+        limit = max(1, min(int(query.get("limit") or 10), 1000))
+        name, value = wanted.groups()
+        found = [m for m in reversed(self.messages()) if m.custom_args.get(name) == value]
+        return StubResponse.json(
+            200,
+            {"messages": [_activity_row(m) for m in found[:limit]]},
+            note={"authorized": True, "activity": len(found)},
+        )
+
     def _authorized(self, request: StubRequest) -> bool:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.api_key)
+
+
+def _activity_row(mail: SentMail) -> dict[str, Any]:
+    return {
+        "from_email": mail.from_email,
+        "msg_id": mail.message_id,
+        "subject": mail.subject,
+        "to_email": mail.to[0],
+        "status": "delivered",
+        "opens_count": 0,
+        "clicks_count": 0,
+        "last_event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mail.sent_at)),
+    }
 
 
 # -- v3 body validation -----------------------------------------------------------------

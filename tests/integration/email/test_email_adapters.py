@@ -151,6 +151,33 @@ def test_one_message_per_key_whatever_the_retries(emails: EmailBackend) -> None:
     assert len(emails.delivered(message.message_key)) == 1
 
 
+def test_a_sent_message_is_found_by_its_key(emails: EmailBackend) -> None:
+    message = confirmation()
+    assert emails.sender.find_sent(message) is None
+
+    provider_id = emails.sender.send(message)
+
+    assert emails.sender.find_sent(message) == provider_id
+    assert emails.sender.find_sent(confirmation("ord_2")) is None
+    assert emails.posts() == 1  # looking sends nothing
+
+
+def test_without_activity_access_a_lookup_finds_nothing(sendgrid_stub: SendGridStub) -> None:
+    """A key without Email Activity access is refused (401/403): cannot tell, so None."""
+    message = confirmation()
+    SendGridEmailSender(SENDGRID_STUB_API_KEY, EMAIL_FROM, host=sendgrid_stub.url).send(message)
+    no_access = SendGridEmailSender("SG.no-activity", EMAIL_FROM, host=sendgrid_stub.url)
+
+    assert no_access.find_sent(message) is None
+    sendgrid_stub.fail_next(1, 500)
+    assert (
+        SendGridEmailSender(SENDGRID_STUB_API_KEY, EMAIL_FROM, host=sendgrid_stub.url).find_sent(
+            message
+        )
+        is None
+    )
+
+
 def test_distinct_keys_are_distinct_messages(emails: EmailBackend) -> None:
     emails.sender.send(confirmation("ord_1"))
     emails.sender.send(confirmation("ord_2"))
