@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
 import uuid
 from collections.abc import Callable
 
@@ -24,31 +23,6 @@ from orderflow.statuses import OrderStatus
 from orderflow.steps import EmailKind
 from tests.conftest import PASSWORD, place_command
 from tests.stubs.sendgrid_server import DEFAULT_API_KEY, SendGridStub
-
-_DIE_AFTER_SENDING = textwrap.dedent(
-    """
-    import os, signal, sys
-    from sqlalchemy import create_engine
-    from orderflow.db import Database
-    from orderflow.email.sendgrid_sender import SendGridEmailSender
-    from orderflow.fulfilment.notifications import send_email
-    from orderflow.steps import EmailKind
-
-    database_url, host, api_key, order_id = sys.argv[1:]
-    sendgrid = SendGridEmailSender(api_key, "orders@example.com", host=host, timeout=5)
-
-    class DiesAfterSendGridAnswers:
-        def find_sent(self, message):
-            return sendgrid.find_sent(message)
-
-        def send(self, message):
-            sendgrid.send(message)
-            os.kill(os.getpid(), signal.SIGKILL)  # before the row is marked sent
-
-    send_email(Database(create_engine(database_url)), DiesAfterSendGridAnswers(), order_id,
-               EmailKind.CANCELLED)
-    """
-)
 
 
 def _cancelled_order(database: Database, make_product: Callable[..., Product]) -> str:
@@ -80,8 +54,8 @@ def test_a_worker_killed_after_sendgrid_accepted_leaves_one_email(
 ) -> None:
     order_id = _cancelled_order(clean_database, make_product)
     died = subprocess.run(
-        [sys.executable, "-c", _DIE_AFTER_SENDING, database_url, sendgrid_stub.url,
-         DEFAULT_API_KEY, order_id],
+        [sys.executable, "-m", "tests.dies_after_sending", "email", database_url, order_id,
+         sendgrid_stub.url, DEFAULT_API_KEY],
         capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     assert died.returncode == -signal.SIGKILL, died.stderr.decode()[-2000:]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -173,32 +172,6 @@ def test_a_timeout_after_twilio_accepted_is_found_by_the_retry_not_sent_twice(
     assert _counted("shipped", "found") == found_before + 1
 
 
-_DIE_AFTER_SENDING = textwrap.dedent(
-    """
-    import os, signal, sys
-    from sqlalchemy import create_engine
-    from orderflow.db import Database
-    from orderflow.fulfilment.sms_notices import send_sms
-    from orderflow.sms.twilio_sender import TwilioSmsSender
-    from orderflow.steps import SmsKind
-
-    database_url, api_base, sid, token, from_, order_id = sys.argv[1:]
-    twilio = TwilioSmsSender(sid, token, from_, api_base=api_base, timeout=2)
-
-    class DiesAfterTwilioAnswers:
-        def find_sent(self, message):
-            return twilio.find_sent(message)
-
-        def send(self, message):
-            twilio.send(message)
-            os.kill(os.getpid(), signal.SIGKILL)  # before the row is marked sent
-
-    send_sms(Database(create_engine(database_url)), DiesAfterTwilioAnswers(), order_id,
-             SmsKind.SHIPPED)
-    """
-)
-
-
 def test_a_worker_killed_after_twilio_accepted_leaves_one_text(
     order_owing_sms: MakeOwed,
     clean_database: Database,
@@ -208,8 +181,8 @@ def test_a_worker_killed_after_twilio_accepted_leaves_one_text(
 ) -> None:
     owed = order_owing_sms()
     died = subprocess.run(
-        [sys.executable, "-c", _DIE_AFTER_SENDING, database_url, twilio_stub.url,
-         TWILIO_STUB_ACCOUNT_SID, TWILIO_STUB_AUTH_TOKEN, TWILIO_STUB_FROM, owed.order_id],
+        [sys.executable, "-m", "tests.dies_after_sending", "sms", database_url, owed.order_id,
+         twilio_stub.url, TWILIO_STUB_ACCOUNT_SID, TWILIO_STUB_AUTH_TOKEN, TWILIO_STUB_FROM],
         capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     assert died.returncode == -signal.SIGKILL, died.stderr.decode()[-2000:]
