@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -70,8 +70,20 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
+def _within_utc_years(value: datetime) -> datetime:
+    """``0001-01-01T00:00:01+04:00`` is RFC 3339 but falls before year 1 in UTC, where
+    PostgreSQL stores it and Python cannot read it back."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall between the years 1 and 9999 in UTC") from None
+    return value
+
+
 #: A date-time parameter: RFC 3339 with a time zone offset, nothing else.
-Rfc3339DateTime = Annotated[datetime, BeforeValidator(_rfc3339_only)]
+Rfc3339DateTime = Annotated[
+    datetime, BeforeValidator(_rfc3339_only), AfterValidator(_within_utc_years)
+]
 
 
 #: Required text must hold something besides white space (``\s`` in a pattern is Unicode's

@@ -173,3 +173,18 @@ def test_legacy_status_route_ships_and_delivers_through_shipments(
     wait_until(lambda: {"shipped", "delivered"} <= emails_sent(), 30)
     with database.unit_of_work() as session:
         assert [str(v) for v in audit(session)] == []
+
+
+def test_an_instant_before_year_1_in_utc_is_a_422_not_a_500(
+    confirmed_order: ConfirmedOrder, admin: httpx.Client, make_product: Callable[..., Product]
+) -> None:
+    """Found by ``make fuzz``: valid RFC 3339, but year 0 once moved to UTC, which PostgreSQL
+    stores and Python cannot read back."""
+    order = confirmed_order((make_product(), 1))
+    shipment = admin.post(f"/orders/{order['id']}/shipments", json={}).json()
+
+    answer = _event(admin, shipment["id"], "failure", "0001-01-01T00:00:01+04:00")
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "occurred_at"
+    assert _event(admin, shipment["id"], "failure", "0001-01-01T00:00:01Z").status_code == 201
