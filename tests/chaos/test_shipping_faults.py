@@ -69,7 +69,9 @@ def test_labels_and_tracking_through_provider_faults_and_killed_workers(
     chaos_with_shippo: ChaosSystem, shippo_stub: ShippoStub
 ) -> None:
     chaos = chaos_with_shippo
-    chaos.stock_up()
+    # Stock for every order (the default runs out near a hundred orders): half of them at
+    # least must reach confirmed to be shipped, whatever ORDERFLOW_CHAOS_ORDERS says.
+    chaos.stock_up(stock=max(60, 3 * CHAOS_ORDERS))
     chaos.start()
     shoppers = chaos.shoppers(methods=["pm_card_visa"])
     shoppers.run(CHAOS_ORDERS)
