@@ -1,10 +1,11 @@
 """Customer e-mails: one of each kind per order, whatever retries happen.
 
 A row per (order, kind) is claimed before the provider is called and marked sent after. A
-retry after a crash between the provider's answer and that mark sends again with the same
-message key: the local sender overwrites the same file, SendGrid gets the same Message-ID
-(SendGrid offers no idempotency key, so this narrow window is the one place an e-mail can
-reach the provider twice).
+retry after a crash between the provider's answer and that mark first asks the provider
+whether it has a message with the same key (``EmailSender.find_sent``) and marks that one
+sent. SendGrid offers no idempotency key, so where its Email Activity look-up cannot tell
+(no access, or the message not in its feed yet) the e-mail goes again with the same
+Message-ID: the one place an e-mail can reach the provider twice.
 """
 
 from __future__ import annotations
