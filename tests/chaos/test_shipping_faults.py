@@ -44,6 +44,16 @@ def _shipments(chaos: ChaosSystem) -> list[tuple[str, str, str, str | None]]:
     return [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
 
 
+def _label_failures(chaos: ChaosSystem) -> list[str]:
+    """Why labels were given up, as their ``label_failed`` events say."""
+    with chaos.database.unit_of_work() as session:
+        reasons = session.scalars(
+            text("SELECT data->>'reason' FROM order_events WHERE type = 'label_failed'")
+        ).all()
+        session.commit()
+    return [str(reason) for reason in reasons]
+
+
 def _ship_all(api: httpx.Client, order_ids: list[str], pace: float) -> None:
     """An admin ships each order in full with a bought label, retrying a lost answer with
     the same Idempotency-Key."""
@@ -109,7 +119,8 @@ def test_labels_and_tracking_through_provider_faults_and_killed_workers(
     wait_until(labels_settled, 150, interval=0.5)
     shipments = _shipments(chaos)
     assert {s[1] for s in shipments} == set(orders)
-    assert [s for s in shipments if s[2] != "purchased"] == []
+    not_bought = [s for s in shipments if s[2] != "purchased"]
+    assert not_bought == [], _label_failures(chaos)
     for shipment_id, _, _, _ in shipments:
         assert shippo_stub.labels_for(shipment_id) == 1, shipment_id
     assert len(shippo_stub.transactions) == len(shipments)

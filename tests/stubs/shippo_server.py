@@ -65,6 +65,14 @@ class ShippoStub(StubServer):
             return StubResponse.json(401, {"detail": "Invalid token."}, note={"authorized": False})
         path = request.path.rstrip("/")
         body = json.loads(request.body or b"{}") if request.method == "POST" else {}
+        if (request.method, path) == ("POST", "/transactions"):
+            with self.lock:
+                answer, lost = self._buy(body)
+            if lost:
+                # Bought, and the answer never arrives (longer than any client timeout
+                # here); waited out of the lock: one lost answer does not stall the others.
+                self._stopping.wait(3.0)
+            return answer
         with self.lock:
             if (request.method, path) == ("POST", "/shipments"):
                 return self._create_shipment(body)
@@ -74,8 +82,6 @@ class ShippoStub(StubServer):
                     t for t in self.transactions if rate is None or t["rate"]["object_id"] == rate
                 ]
                 return StubResponse.json(200, {"results": found, "next": None, "previous": None})
-            if (request.method, path) == ("POST", "/transactions"):
-                return self._buy(body)
             if (request.method, path) == ("POST", "/refunds"):
                 refund = {"object_id": "ref_" + secrets.token_hex(8), "status": "QUEUED",
                           "transaction": body.get("transaction"), "test": True}  # fmt: skip
@@ -111,10 +117,11 @@ class ShippoStub(StubServer):
         self.shipments[shipment_id] = shipment
         return StubResponse.json(201, shipment, note={"shipment": shipment_id})
 
-    def _buy(self, body: dict[str, Any]) -> StubResponse:
+    def _buy(self, body: dict[str, Any]) -> tuple[StubResponse, bool]:
+        """The purchase's answer, and whether it is to be lost."""
         rate = self.rates.get(str(body.get("rate")))
         if rate is None:
-            return StubResponse.json(400, {"rate": ["Rate not found."]})
+            return StubResponse.json(400, {"rate": ["Rate not found."]}), False
         number = "9400" + str(secrets.randbelow(10**18)).zfill(18)
         transaction = {
             "object_id": "txn_" + secrets.token_hex(12), "object_state": "VALID",
@@ -131,12 +138,12 @@ class ShippoStub(StubServer):
         }  # fmt: skip
         self.transactions.append(transaction)
         self.tracking.setdefault(number, [])
-        if self.lose_next_purchase_answer:
-            # Bought, and the answer never arrives (longer than any client timeout here).
+        lost = self.lose_next_purchase_answer
+        if lost:
             self.lose_next_purchase_answer = False
             self.lost_purchase_answers += 1
-            self._stopping.wait(3.0)
-        return StubResponse.json(201, transaction, note={"transaction": transaction["object_id"]})
+        answer = StubResponse.json(201, transaction, note={"transaction": transaction["object_id"]})
+        return answer, lost
 
     def _track(self, carrier: str, number: str) -> StubResponse:
         history = [
