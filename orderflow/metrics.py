@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram, values
@@ -28,7 +28,6 @@ from orderflow.email import (
     EmailProviderMisconfigured,
     EmailProviderUnavailable,
     EmailRejected,
-    EmailSender,
 )
 from orderflow.money import Money, is_currency
 from orderflow.payments import (
@@ -55,7 +54,6 @@ from orderflow.sms import (
     SmsProviderMisconfigured,
     SmsProviderUnavailable,
     SmsRejected,
-    SmsSender,
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -183,6 +181,7 @@ _ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 T = TypeVar("T")
+MessageT = TypeVar("MessageT")
 
 
 def error_kind(error: BaseException) -> str:
@@ -264,46 +263,31 @@ def _lookup_outcome(found: str | None) -> str:
     return "not_found" if found is None else "found"
 
 
-class InstrumentedEmailSender:
-    """An e-mail sender that records every call; behaves exactly like the one it wraps."""
+class InstrumentedSender(Generic[MessageT]):
+    """An e-mail or SMS sender that records every call; behaves exactly like the one it
+    wraps (both senders are ``send`` and ``find_sent`` of a message)."""
 
-    def __init__(self, inner: EmailSender, name: str) -> None:
+    def __init__(self, inner: Any, name: str) -> None:
         self.inner, self.name = inner, name
 
-    def send(self, message: EmailMessage) -> str:
-        return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
-
-    def find_sent(self, message: EmailMessage) -> str | None:
-        return observe_call(
-            self.name,
-            "find_sent",
-            lambda: self.inner.find_sent(message),
-            _lookup_outcome,
+    def send(self, message: MessageT) -> str:
+        sent: str = observe_call(
+            self.name, "send", lambda: self.inner.send(message), lambda _: "sent"
         )
+        return sent
+
+    def find_sent(self, message: MessageT) -> str | None:
+        found: str | None = observe_call(
+            self.name, "find_sent", lambda: self.inner.find_sent(message), _lookup_outcome
+        )
+        return found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-class InstrumentedSmsSender:
-    """An SMS sender that records every call; behaves exactly like the one it wraps."""
-
-    def __init__(self, inner: SmsSender, name: str) -> None:
-        self.inner, self.name = inner, name
-
-    def send(self, message: SmsMessage) -> str:
-        return observe_call(self.name, "send", lambda: self.inner.send(message), lambda _: "sent")
-
-    def find_sent(self, message: SmsMessage) -> str | None:
-        return observe_call(
-            self.name,
-            "find_sent",
-            lambda: self.inner.find_sent(message),
-            _lookup_outcome,
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+InstrumentedEmailSender = InstrumentedSender[EmailMessage]
+InstrumentedSmsSender = InstrumentedSender[SmsMessage]
 
 
 class InstrumentedShippingProvider:
