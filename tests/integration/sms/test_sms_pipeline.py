@@ -68,6 +68,13 @@ def test_shipped_and_delivered_texts_reach_a_customer_who_opted_in(
 
     phone_box = LocalSmsSender(settings.sms_dir, settings.twilio_from)
     wait_until(lambda: phone_box.read(f"{texted}:sms:delivered") is not None, 30)
+
+    def marked_sent() -> bool:  # the file is written before its row is marked sent
+        with clean_database.unit_of_work() as session:
+            statuses = session.scalars(select(SmsRecord.status)).all()
+        return statuses.count(SmsStatus.SENT) == 2
+
+    wait_until(marked_sent, 30)
     shipped = phone_box.read(f"{texted}:sms:shipped")
     assert shipped is not None
     assert shipped.to == "+14155550199"
