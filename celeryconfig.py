@@ -96,10 +96,11 @@ beat_schedule: dict[str, dict[str, object]] = {
     },
     # Business events past their retention (issue 15).
     "purge-old-events": {"task": "orderflow.maintenance.purge_events", "schedule": 3600.0},
-    "dispatch-webhooks": {
-        "task": "orderflow.webhooks.dispatch",
-        "schedule": _settings.webhook_dispatch_interval_seconds,
-        "options": {"expires": _settings.webhook_dispatch_interval_seconds},
+    # Deliveries are the webhooks workers' dispatchers' own; only lost notices need beat.
+    "reschedule-webhook-notices": {
+        "task": "orderflow.webhooks.reschedule_notices",
+        "schedule": _settings.webhook_redispatch_seconds,
+        "options": {"expires": _settings.webhook_redispatch_seconds},
     },
 }
 

@@ -1,7 +1,7 @@
 """Outgoing webhooks benchmark: ``python -m bench.webhooks``.
 
 The system as ``make run`` starts it (API, relay, beat, a pipeline worker, and the webhooks
-worker: threads, ``-c 8``), on a database and Redis db of its own, with a local receiver
+worker and its dispatcher), on a database and Redis db of its own, with a local receiver
 (``bench.webhook_receiver``: uvicorn, answers 200 at once, notes when each delivery came).
 Three measures:
 
@@ -67,8 +67,9 @@ from bench.pipeline import (
 from orderflow.db import Database, make_engine
 from orderflow.webhooks import endpoints
 
-#: The webhooks worker as ``make run`` (``workers.launcher``) starts it.
-WEBHOOK_THREADS = 8
+#: The webhooks worker's pool as ``make run`` (``workers.launcher``) starts it (the admins'
+#: notices; its dispatcher's sending threads are ``ORDERFLOW_WEBHOOK_SENDING_THREADS``).
+WEBHOOK_THREADS = 2
 
 
 def webhook_worker_args(threads: int) -> list[str]:

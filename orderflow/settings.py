@@ -155,9 +155,12 @@ class Settings(BaseSettings):
     webhook_allow_private_urls: bool = False
     #: An endpoint that has only failed for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
-    #: How often the dispatcher looks for due deliveries (retries, lost messages).
+    #: How often a dispatcher looks for due deliveries unasked (retries whose time came,
+    #: claims of a killed worker that expired); new deliveries wake it at once.
     webhook_dispatch_interval_seconds: float = Field(default=1.0, gt=0)
-    #: A delivery handed to the broker and not claimed within this long is handed again.
+    #: Attempts one webhooks worker's dispatcher has in flight at once, all endpoints together.
+    webhook_sending_threads: int = Field(default=16, ge=1, le=256)
+    #: Notices of an endpoint's disablement not all sent within this long are sent again.
     webhook_redispatch_seconds: float = Field(default=30.0, gt=0)
     #: Deliveries in flight at once per endpoint, whatever the number of its subjects.
     webhook_max_in_flight_per_endpoint: int = Field(default=2, ge=1, le=100)

@@ -196,12 +196,13 @@ def _start_system(supervisor: Supervisor, settings: Settings, flower_metrics: Pa
          "--pool", "threads", "-c", str(settings.provider_worker_threads), "-n", "io@%h"],
         nice=nice,
     )  # fmt: skip
-    # Outgoing webhooks: a worker of their own, threads (each waits on a receiver, at most
-    # ORDERFLOW_WEBHOOK_TIMEOUT_SECONDS), so a dead receiver never holds a pipeline worker.
+    # Outgoing webhooks: a worker of their own, so a dead receiver never holds a pipeline
+    # worker. Its dispatcher sends the deliveries from ORDERFLOW_WEBHOOK_SENDING_THREADS
+    # threads of its own; the pool's two threads serve the admins' notices.
     supervisor.start(
         "webhooks",
         [*celery, "worker", "--loglevel", "INFO", "-Q", WEBHOOK_QUEUE, "--pool", "threads",
-         "-c", "8", "-n", "webhooks@%h"],
+         "-c", "2", "-n", "webhooks@%h"],
         nice=nice,
     )  # fmt: skip
     supervisor.start("relay", ["-m", "workers.relay"], nice=nice)

@@ -21,6 +21,7 @@ from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
 )
 
 from orderflow import metrics
@@ -28,6 +29,7 @@ from orderflow.logging import REQUEST_ID, configure_logging
 from orderflow.settings import get_settings
 from orderflow.startup import check_services, exit_on_config_error
 from orderflow.steps import Step
+from orderflow.webhooks.dispatcher import Dispatcher
 from tasks import runtime
 from tasks.reporting import task_finished
 from workers import metrics as worker_metrics
@@ -97,6 +99,32 @@ def _serve_metrics(**_: Any) -> None:
             "worker metrics served",
             address=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics",
         )
+
+
+#: The webhook dispatcher of this worker, if it consumes the ``webhooks`` queue.
+_dispatcher: Dispatcher | None = None
+
+
+@worker_ready.connect
+def _dispatch_webhooks(sender: Any = None, **_: Any) -> None:
+    """A worker on the ``webhooks`` queue sends the deliveries too: it runs a dispatcher
+    (claims due deliveries in batches, POSTs them from its own threads)."""
+    global _dispatcher
+    from celeryconfig import WEBHOOK_QUEUE  # the queue names' one home
+
+    consumed = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
+    if WEBHOOK_QUEUE not in consumed or _dispatcher is not None:
+        return
+    settings = get_settings()
+    _dispatcher = Dispatcher(settings, settings.webhook_sending_threads)
+    _dispatcher.start()
+
+
+@worker_shutdown.connect
+def _stop_dispatching(**_: Any) -> None:
+    """Claim nothing more; record what is in flight (each attempt ends by its timeout)."""
+    if _dispatcher is not None:
+        _dispatcher.stop(wait=2 * get_settings().webhook_timeout_seconds)
 
 
 @worker_process_init.connect

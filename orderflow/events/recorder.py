@@ -35,8 +35,6 @@ from orderflow.events.types import Fact, SubjectType
 from orderflow.models import Order
 
 _PENDING = "orderflow.events.pending"
-#: The task that sends one webhook delivery (``tasks.webhooks``).
-DELIVER_TASK = "orderflow.webhooks.deliver"
 _KNOWN = "orderflow.events.known_subjects"
 
 
@@ -127,15 +125,12 @@ def _rows(pending: list[_Pending], snapshots: dict[str, dict[str, Any]]) -> list
     return sorted(rows, key=lambda row: (row["subject_type"], row["subject_id"], row["ordinal"]))
 
 
-#: The events of one transaction, their subjects' sequence numbers, a webhook delivery for
-#: each endpoint subscribed to each event (enabled ones only) and the outbox messages that
-#: send them: one statement, one round trip. One message per endpoint and subject, naming
-#: the first of its deliveries: a subject's next delivery may go only after that one is
-#: answered, and the task that sent it goes on with the next (``tasks.webhooks.deliver``);
-#: a message each would only be turned away. The others are marked as handed on, so the
-#: dispatcher leaves them alone unless that chain breaks (a worker killed, Redis flushed).
+#: The events of one transaction, their subjects' sequence numbers and a webhook delivery for
+#: each endpoint subscribed to each event (enabled ones only): one statement, one round
+#: trip. A new delivery wakes the webhooks dispatchers when the transaction commits (a
+#: trigger, migration 0015); they claim it from the table.
 _WRITE_EVENTS = text(
-    f"""
+    """
     WITH batch AS (
         SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS b(
             id text, type text, subject_type text, subject_id text, ordinal int,
@@ -154,17 +149,10 @@ _WRITE_EVENTS = text(
         FROM batch b JOIN counted c USING (subject_type, subject_id)
         ORDER BY b.subject_type, b.subject_id, b.ordinal
         RETURNING id, type, subject_type, subject_id, sequence
-    ), deliveries AS (
-        INSERT INTO webhook_deliveries
-            (endpoint_id, event_id, subject_type, subject_id, sequence, dispatched_at)
-        SELECT e.id, i.id, i.subject_type, i.subject_id, i.sequence, now()
-        FROM inserted i JOIN webhook_endpoints e
-          ON e.status = 'enabled' AND i.type LIKE ANY (e.type_likes)
-        RETURNING id, endpoint_id, subject_type, subject_id, sequence
     )
-    INSERT INTO outbox (topic, order_id, payload)
-    SELECT DISTINCT ON (endpoint_id, subject_type, subject_id)
-           '{DELIVER_TASK}', NULL, jsonb_build_object('delivery_id', id)
-    FROM deliveries ORDER BY endpoint_id, subject_type, subject_id, sequence
+    INSERT INTO webhook_deliveries (endpoint_id, event_id, subject_type, subject_id, sequence)
+    SELECT e.id, i.id, i.subject_type, i.subject_id, i.sequence
+    FROM inserted i JOIN webhook_endpoints e
+      ON e.status = 'enabled' AND i.type LIKE ANY (e.type_likes)
     """
 ).bindparams(bindparam("events"))

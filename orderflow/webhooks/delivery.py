@@ -1,10 +1,10 @@
-"""Sending one webhook delivery: claim it, POST it, record the outcome.
+"""Webhook deliveries: claim the due ones, POST each, record the outcomes.
 
-One delivery per task, with a short timeout, on a queue and worker pool of its own
-(``webhooks``): a dead or slow receiver costs at most ``ORDERFLOW_WEBHOOK_TIMEOUT_SECONDS``
-of one worker thread per attempt, never a worker of the order pipeline. An endpoint has at
-most ``ORDERFLOW_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT`` deliveries in flight (checked at claim),
-so a dead endpoint with a large backlog cannot take every thread from the others.
+Deliveries are claimed in batches (``claim_due``) by the dispatcher of each webhooks worker
+(``webhooks.dispatcher``), posted with a short timeout, and recorded in batches (``record``).
+An endpoint has at most ``ORDERFLOW_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT`` deliveries in
+flight (checked at claim), so a dead endpoint with a large backlog cannot take every
+sending thread from the others.
 
 Order per (endpoint, subject): a delivery is claimed only when no delivery of the same
 endpoint and subject with a lower sequence is still pending or failed, so the next event is
@@ -12,19 +12,22 @@ sent only after the previous one was answered 2xx or exhausted its retries; an e
 ends the wait (the retry schedule bounds how long one bad event holds its subject).
 
 The claim is committed before the POST (the lease ``claimed_until`` covers the timeout), and
-the outcome is recorded in a second transaction; a worker killed in between leaves a claim
-that expires, and the dispatcher sends the delivery again: at least once, same webhook-id.
+the outcome is recorded in a later transaction; a worker killed in between leaves a claim
+that expires, and a dispatcher sends the delivery again: at least once, same webhook-id.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg.rows import dict_row
 from pydantic_core import to_jsonable_python
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
@@ -70,40 +73,6 @@ class Outcome:
         return f"{self.status_code // 100}xx"
 
 
-def claim(session: Session, delivery_id: int, settings: Settings) -> Job | None:
-    """The delivery, claimed for one attempt, if it is due, its endpoint enabled and not
-    at its in-flight limit, and its turn has come; else ``None`` (nothing changed except
-    that it is no longer counted as handed to the broker, so the dispatcher may send it)."""
-    lease = 2 * settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-    row = (
-        session.execute(
-            _CLAIM,
-            {
-                "id": delivery_id,
-                "lease": lease,
-                "in_flight": settings.webhook_max_in_flight_per_endpoint,
-            },
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        session.execute(_RELEASE, {"id": delivery_id})
-        return None
-    secrets_ = [row["secret"]]
-    if row["previous_secret"] and row["previous_secret_valid"]:
-        secrets_.append(row["previous_secret"])
-    return Job(
-        delivery_id=row["id"],
-        endpoint_id=row["endpoint_id"],
-        attempt=row["attempts"],
-        url=row["url"],
-        secrets=secrets_,
-        event_id=row["event_id"],
-        body=payload(row),
-    )
-
-
 def payload(event: Any) -> str:
     """The event as the feed shows it, as JSON."""
     body = {
@@ -117,15 +86,31 @@ def payload(event: Any) -> str:
     return json.dumps(to_jsonable_python(body), separators=(",", ":"))
 
 
-def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
-    """POST the signed event. Only 2xx is success; redirects are not followed."""
+def send(job: Job, settings: Settings, transport: httpx.BaseTransport) -> Outcome:
+    """POST the signed event. Only 2xx is success; redirects are not followed.
+
+    The request goes straight to httpx's transport, not through an ``httpx.Client``: the
+    client's layer (cookies, auth, redirects, hooks, merged defaults), none of which a
+    webhook wants, cost a third of a delivery's CPU (measured: 0.31 against 0.22 ms)."""
     try:
         check_url(job.url, allow_private=settings.webhook_allow_private_urls)
     except UnsafeUrl as error:
         return Outcome(None, f"refused: {error.detail}")
     headers = signing.headers(job.event_id, datetime.now(UTC), job.body, job.secrets)
+    headers["user-agent"] = USER_AGENT
+    request = httpx.Request(
+        "POST",
+        job.url,
+        content=job.body.encode(),
+        headers=headers,
+        extensions={"timeout": httpx.Timeout(settings.webhook_timeout_seconds).as_dict()},
+    )
     try:
-        answer = client.post(job.url, content=job.body.encode(), headers=headers)
+        answer = transport.handle_request(request)
+        try:
+            answer.read()
+        finally:
+            answer.close()
     except UnsafeUrl as error:  # the address found on connecting (DNS rebinding)
         return Outcome(None, f"refused: {error.detail}")
     except httpx.TimeoutException:
@@ -136,15 +121,13 @@ def send(job: Job, settings: Settings, client: httpx.Client) -> Outcome:
     return Outcome(answer.status_code, said, _retry_after(answer))
 
 
-def new_client(settings: Settings) -> httpx.Client:
-    """Connections go to the addresses the SSRF guard checked (``ssrf.PinnedBackend``)."""
-    return httpx.Client(
-        transport=pinned_transport(allow_private=settings.webhook_allow_private_urls),
-        trust_env=False,
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-        follow_redirects=False,
-        headers={"user-agent": "orderflow-webhooks/1"},
-    )
+USER_AGENT = "orderflow-webhooks/1"
+
+
+def new_transport(settings: Settings) -> httpx.HTTPTransport:
+    """A keep-alive pool whose connections go to the addresses the SSRF guard checked
+    (``ssrf.PinnedBackend``); shared by every sending thread (httpx's pool is thread-safe)."""
+    return pinned_transport(allow_private=settings.webhook_allow_private_urls)
 
 
 def _retry_after(answer: httpx.Response) -> float | None:
@@ -162,135 +145,203 @@ def _retry_after(answer: httpx.Response) -> float | None:
     return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECONDS))
 
 
-@dataclass(frozen=True)
-class Recorded:
-    status: str
-    #: The next delivery to send at once, marked as handed on: after a success, the next of
-    #: the same subject or else the endpoint's oldest due one (the slot this attempt used is
-    #: free again); after an exhaustion, the next of the same subject (its wait is over).
-    next_delivery_id: int | None
-    endpoint_disabled: bool = False
-
-
-def record(session: Session, job: Job, outcome: Outcome, settings: Settings) -> Recorded:
-    delays = settings.webhook_retry_delays
-    endpoint_disabled = False
-    if outcome.succeeded:
-        status = "succeeded"
-        session.execute(_SUCCEEDED, {"id": job.delivery_id, "code": outcome.status_code})
-    else:
-        if job.attempt > len(delays):
-            status, delay = "exhausted", 0.0
-        else:
-            status = "failed"
-            delay = delays[job.attempt - 1] * random.uniform(0.8, 1.2)
-            delay = max(delay, outcome.retry_after or 0.0)
-        session.execute(
-            _FAILED,
+def claim_due(
+    connection: psycopg.Connection[Any],
+    settings: Settings,
+    limit: int,
+    in_flight: Mapping[str, int],
+) -> list[Job]:
+    """Up to ``limit`` deliveries claimed for one attempt each: due, their endpoint enabled
+    and under its in-flight limit (``in_flight``: the claimer's attempts under way, by
+    endpoint), and their turn come (at most one per endpoint and subject, the lowest
+    sequence). Rows another claimer holds are skipped, not waited for."""
+    if limit <= 0:
+        return []
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(
+            _CLAIM_DUE,
             {
-                "id": job.delivery_id,
-                "status": status,
-                "code": outcome.status_code,
-                "error": outcome.error,
-                "delay": delay,
+                "limit": limit,
+                "lease": 2 * settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS,
+                "in_flight": settings.webhook_max_in_flight_per_endpoint,
+                "busy_ids": list(in_flight),
+                "busy_counts": list(in_flight.values()),
             },
         )
-        disable_reason = "gone" if outcome.status_code == 410 else None
-        verdict = session.execute(
-            _ENDPOINT_FAILED,
-            {
-                "endpoint_id": job.endpoint_id,
-                "reason": disable_reason,
-                "days": settings.webhook_disable_after_days,
-            },
-        ).first()
-        endpoint_disabled = bool(verdict and verdict.disable)
-        if verdict is not None and verdict.disable:
-            # In the transaction that disables it: the admins are told once per disablement.
-            notices.schedule(session, job.endpoint_id, int(verdict.disablements))
-    next_id = None
-    if status in ("succeeded", "exhausted"):
-        next_id = session.execute(_NEXT, {"id": job.delivery_id}).scalar()
-    if next_id is None and status == "succeeded":
-        next_id = session.execute(_NEXT_OF_ENDPOINT, {"endpoint_id": job.endpoint_id}).scalar()
-    return Recorded(status, next_id, endpoint_disabled)
+        return [_job(row) for row in cursor.fetchall()]
 
 
-def dispatch_due(session: Session, settings: Settings, limit: int = 500) -> list[int]:
-    """Due deliveries whose turn has come and that no task holds: retries whose time came,
-    messages lost with Redis, claims of killed workers. Marked as handed to the broker."""
-    return list(
-        session.scalars(
-            _DISPATCH,
-            {"limit": limit, "redispatch": settings.webhook_redispatch_seconds},
-        )
+def _job(row: Any) -> Job:
+    secrets_ = [row["secret"]]
+    if row["previous_secret"] and row["previous_secret_valid"]:
+        secrets_.append(row["previous_secret"])
+    return Job(
+        delivery_id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        attempt=row["attempts"],
+        url=row["url"],
+        secrets=secrets_,
+        event_id=row["event_id"],
+        body=payload(row),
     )
 
 
-#: A delivery may go when no earlier one of its endpoint and subject is still open.
-_ITS_TURN = """
-    NOT EXISTS (
-        SELECT 1 FROM webhook_deliveries p
-        WHERE p.endpoint_id = d.endpoint_id AND p.subject_type = d.subject_type
-          AND p.subject_id = d.subject_id AND p.status IN ('pending', 'failed')
-          AND (p.sequence, p.id) < (d.sequence, d.id))
-"""
-_CLAIM = text(
-    f"""
+@dataclass(frozen=True)
+class Recorded:
+    job: Job
+    outcome: Outcome
+    #: ``succeeded``, ``failed`` (a retry scheduled) or ``exhausted``.
+    status: str
+    endpoint_disabled: bool = False
+
+
+def record_successes(
+    connection: psycopg.Connection[Any], attempts: list[tuple[Job, Outcome]]
+) -> None:
+    """Deliveries answered 2xx, in one statement (their endpoints are failing no more)."""
+    if attempts:
+        connection.execute(
+            _SUCCEEDED,
+            {
+                "ids": [job.delivery_id for job, _ in attempts],
+                "codes": [outcome.status_code for _, outcome in attempts],
+            },
+        )
+
+
+def record_failures(
+    session: Session, attempts: list[tuple[Job, Outcome]], settings: Settings
+) -> list[Recorded]:
+    """Each failed attempt: its retry time (or exhaustion), and its endpoint's failing mark,
+    which may disable the endpoint and schedule the admins' notices."""
+    in_lock_order = sorted(attempts, key=lambda attempt: attempt[0].endpoint_id)
+    return [_record_failure(session, job, outcome, settings) for job, outcome in in_lock_order]
+
+
+def _record_failure(session: Session, job: Job, outcome: Outcome, settings: Settings) -> Recorded:
+    delays = settings.webhook_retry_delays
+    if job.attempt > len(delays):
+        status, delay = "exhausted", 0.0
+    else:
+        status = "failed"
+        delay = delays[job.attempt - 1] * random.uniform(0.8, 1.2)
+        delay = max(delay, outcome.retry_after or 0.0)
+    session.execute(
+        _FAILED,
+        {
+            "id": job.delivery_id,
+            "status": status,
+            "code": outcome.status_code,
+            "error": outcome.error,
+            "delay": delay,
+        },
+    )
+    verdict = session.execute(
+        _ENDPOINT_FAILED,
+        {
+            "endpoint_id": job.endpoint_id,
+            "reason": "gone" if outcome.status_code == 410 else None,
+            "days": settings.webhook_disable_after_days,
+        },
+    ).first()
+    disabled = bool(verdict and verdict.disable)
+    if verdict is not None and verdict.disable:
+        # In the transaction that disables it: the admins are told once per disablement.
+        notices.schedule(session, job.endpoint_id, int(verdict.disablements))
+    return Recorded(job, outcome, status, disabled)
+
+
+def wake_dispatchers(session: Session) -> None:
+    """Deliveries made due now (a retry asked for): the dispatchers look at once, when this
+    transaction commits, not at their next poll. New deliveries wake them by themselves (a
+    trigger on ``webhook_deliveries``)."""
+    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+#: Channel on which new or retried deliveries wake the dispatchers (migration 0015).
+NOTIFY_CHANNEL = "orderflow_webhooks"
+
+# The dispatcher's two statements of every round run on a psycopg connection of its own,
+# without SQLAlchemy (``%(name)s`` parameters): through a Session they cost about twice the
+# CPU (measured: 0.25 against 0.11 ms a claim and commit).
+
+#: For each enabled endpoint, as many of its due deliveries as it has free slots (its
+#: in-flight limit less the claimer's attempts under way for it), oldest due first, each the
+#: lowest open sequence of its subject, locked as they are found (rows another claimer holds
+#: are skipped); of those, the oldest due ``limit``, claimed with a lease and returned with
+#: what the POST needs. Per endpoint, so that one endpoint's backlog never hides another's
+#: deliveries. The claim changes no indexed column (nor one an index's predicate reads), so
+#: PostgreSQL writes it as a heap-only tuple, without touching the table's five indexes.
+_CLAIM_DUE = """
+    WITH busy AS (
+        SELECT * FROM unnest(CAST(%(busy_ids)s AS text[]), CAST(%(busy_counts)s AS integer[]))
+            AS b(endpoint_id, attempts)
+    ), chosen AS (
+        SELECT picked.id
+        FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id
+        CROSS JOIN LATERAL (
+            SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+            WHERE d.endpoint_id = e.id
+              AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+              AND (d.claimed_until IS NULL OR d.claimed_until < now())
+              AND NOT EXISTS (
+                  SELECT 1 FROM webhook_deliveries p
+                  WHERE p.endpoint_id = d.endpoint_id AND p.subject_type = d.subject_type
+                    AND p.subject_id = d.subject_id AND p.status IN ('pending', 'failed')
+                    AND (p.sequence, p.id) < (d.sequence, d.id))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT greatest(CAST(%(in_flight)s AS integer) - coalesce(b.attempts, 0), 0)
+            FOR UPDATE OF d SKIP LOCKED
+        ) picked
+        WHERE e.status = 'enabled'
+        ORDER BY picked.next_attempt_at, picked.id
+        LIMIT %(limit)s
+    )
     UPDATE webhook_deliveries d
-    SET claimed_until = now() + make_interval(secs => :lease), attempts = d.attempts + 1,
+    SET claimed_until = now() + make_interval(secs => %(lease)s), attempts = d.attempts + 1,
         updated_at = now()
-    FROM webhook_endpoints e, events ev
-    WHERE d.id = :id AND e.id = d.endpoint_id AND ev.id = d.event_id
-      AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
-      AND (d.claimed_until IS NULL OR d.claimed_until < now())
-      AND e.status = 'enabled'
-      AND (SELECT count(*) FROM webhook_deliveries c
-           WHERE c.endpoint_id = d.endpoint_id AND c.claimed_until > now()) < :in_flight
-      AND {_ITS_TURN}
+    FROM chosen, webhook_endpoints e, events ev
+    WHERE d.id = chosen.id AND e.id = d.endpoint_id AND ev.id = d.event_id
     RETURNING d.id, d.endpoint_id, d.attempts, e.url, e.secret, e.previous_secret,
               coalesce(e.previous_secret_expires_at > now(), false) AS previous_secret_valid,
               ev.id AS event_id, ev.type, ev.created_at, ev.subject_type, ev.subject_id,
               ev.sequence, ev.data
     """
-)
-_RELEASE = text(
-    "UPDATE webhook_deliveries SET dispatched_at = NULL "
-    "WHERE id = :id AND status IN ('pending', 'failed') "
-    "AND (claimed_until IS NULL OR claimed_until < now())"
-)
-#: The delivery succeeded, and its endpoint is failing no more (one round trip).
-_SUCCEEDED = text(
-    """
+
+#: The deliveries succeeded, and their endpoints are failing no more (one round trip).
+_SUCCEEDED = """
     WITH done AS (
-        UPDATE webhook_deliveries
-        SET status = 'succeeded', last_status_code = :code, last_error = NULL,
+        UPDATE webhook_deliveries d
+        SET status = 'succeeded', last_status_code = a.code, last_error = NULL,
             claimed_until = NULL, delivered_at = now(), updated_at = now()
-        WHERE id = :id
-        RETURNING endpoint_id
+        FROM unnest(CAST(%(ids)s AS bigint[]), CAST(%(codes)s AS integer[])) AS a(id, code)
+        WHERE d.id = a.id
+        RETURNING d.endpoint_id
     )
     UPDATE webhook_endpoints e SET failing_since = NULL
-    FROM done WHERE e.id = done.endpoint_id AND e.failing_since IS NOT NULL
+    WHERE e.id IN (SELECT endpoint_id FROM done) AND e.failing_since IS NOT NULL
     """
-)
+
 _FAILED = text(
     """
     UPDATE webhook_deliveries
     SET status = :status, last_status_code = :code, last_error = :error,
         next_attempt_at = now() + make_interval(secs => :delay),
-        claimed_until = NULL, dispatched_at = NULL, updated_at = now()
+        claimed_until = NULL, updated_at = now()
     WHERE id = :id
     """
 )
 #: Notes the failure; disables the endpoint on 410 Gone or after days of nothing but
-#: failures. Answers whether this disabled it, and its count of disablements.
+#: failures. Answers whether this disabled it, and its count of disablements. The lock is
+#: ``NO KEY UPDATE``: it does not wait for (nor hold up) the transactions writing new
+#: deliveries for the endpoint, whose foreign key takes ``KEY SHARE`` on it.
 _ENDPOINT_FAILED = text(
     """
     WITH verdict AS (
         SELECT id, status = 'enabled' AND (
                    CAST(:reason AS text) IS NOT NULL
                    OR failing_since < now() - make_interval(secs => :days * 86400)) AS disable
-        FROM webhook_endpoints WHERE id = :endpoint_id FOR UPDATE
+        FROM webhook_endpoints WHERE id = :endpoint_id FOR NO KEY UPDATE
     )
     UPDATE webhook_endpoints e
     SET failing_since = coalesce(e.failing_since, now()),
@@ -304,48 +355,3 @@ _ENDPOINT_FAILED = text(
     RETURNING c.disable, e.disablements
     """
 ).bindparams(bindparam("reason"))
-_NEXT = text(
-    f"""
-    UPDATE webhook_deliveries d SET dispatched_at = now()
-    WHERE d.id = (
-        SELECT n.id FROM webhook_deliveries n, webhook_deliveries done
-        WHERE done.id = :id AND n.endpoint_id = done.endpoint_id
-          AND n.subject_type = done.subject_type AND n.subject_id = done.subject_id
-          AND n.status IN ('pending', 'failed') AND n.next_attempt_at <= now()
-        ORDER BY n.sequence, n.id LIMIT 1)
-      AND {_ITS_TURN}
-    RETURNING d.id
-    """
-)
-#: The endpoint's oldest due delivery whose turn has come and that no attempt holds (found
-#: through the index of due deliveries, in the order the dispatcher would hand them out).
-_NEXT_OF_ENDPOINT = text(
-    f"""
-    UPDATE webhook_deliveries d SET dispatched_at = now()
-    WHERE d.id = (
-        SELECT d.id FROM webhook_deliveries d
-        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
-          AND d.endpoint_id = :endpoint_id
-          AND (d.claimed_until IS NULL OR d.claimed_until < now())
-          AND {_ITS_TURN}
-        ORDER BY d.next_attempt_at LIMIT 1
-        FOR UPDATE OF d SKIP LOCKED)
-    RETURNING d.id
-    """
-)
-_DISPATCH = text(
-    f"""
-    UPDATE webhook_deliveries d SET dispatched_at = now()
-    WHERE d.id IN (
-        SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
-          AND e.status = 'enabled'
-          AND (d.claimed_until IS NULL OR d.claimed_until < now())
-          AND (d.dispatched_at IS NULL
-               OR d.dispatched_at < now() - make_interval(secs => :redispatch))
-          AND {_ITS_TURN}
-        ORDER BY d.next_attempt_at LIMIT :limit
-        FOR UPDATE OF d SKIP LOCKED)
-    RETURNING d.id
-    """
-)

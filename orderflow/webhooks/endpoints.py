@@ -12,10 +12,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from orderflow.errors import Conflict, NotFound, Unprocessable
-from orderflow.events.recorder import DELIVER_TASK
 from orderflow.events.types import check_patterns
 from orderflow.ids import new_id
 from orderflow.pagination import Page, paginate
+from orderflow.webhooks.delivery import wake_dispatchers
 from orderflow.webhooks.models import WebhookDelivery, WebhookEndpoint
 from orderflow.webhooks.signing import new_secret
 from orderflow.webhooks.ssrf import check_url
@@ -171,7 +171,6 @@ def replay(
             "since": since,
             "until": until,
             "likes": likes,
-            "task": DELIVER_TASK,
         },
     ).scalar_one()
     return created
@@ -188,20 +187,12 @@ _REPLAY = text(
           AND ev.type LIKE ANY (CAST(:likes AS text[]))
     ), replays AS (
         INSERT INTO webhook_deliveries
-            (endpoint_id, event_id, subject_type, subject_id, sequence, replay, dispatched_at)
+            (endpoint_id, event_id, subject_type, subject_id, sequence, replay)
         SELECT :endpoint_id, c.id, c.subject_type, c.subject_id, c.sequence,
                (SELECT coalesce(max(d.replay), 0) + 1 FROM webhook_deliveries d
-                 WHERE d.endpoint_id = :endpoint_id AND d.event_id = c.id),
-               now()
+                 WHERE d.endpoint_id = :endpoint_id AND d.event_id = c.id)
         FROM chosen c ORDER BY c.subject_type, c.subject_id, c.sequence
-        RETURNING id, subject_type, subject_id, sequence
-    ), messages AS (
-        -- One per subject, naming its first: the task that sends it goes on with the next
-        -- (as for the deliveries of one transaction, ``events.recorder``).
-        INSERT INTO outbox (topic, order_id, payload)
-        SELECT DISTINCT ON (subject_type, subject_id) :task, NULL,
-               jsonb_build_object('delivery_id', id)
-        FROM replays ORDER BY subject_type, subject_id, sequence
+        RETURNING id
     )
     SELECT count(*) FROM replays
     """
@@ -218,12 +209,8 @@ def retry_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
         raise Conflict("this delivery succeeded; replay its event to send it again")
     delivery.status = DeliveryStatus.FAILED.value if delivery.attempts else "pending"
     delivery.next_attempt_at = func.now()
-    delivery.dispatched_at = func.now()
     delivery.updated_at = func.now()
-    session.execute(
-        text("INSERT INTO outbox (topic, payload) VALUES (:task, CAST(:payload AS jsonb))"),
-        {"task": DELIVER_TASK, "payload": f'{{"delivery_id": {int(delivery_id)}}}'},
-    )
+    wake_dispatchers(session)
     session.flush()
     session.refresh(delivery)
     return delivery

@@ -6,7 +6,7 @@ The transaction that disables the endpoint counts the disablement and writes the
 message that sends the notices (``schedule``). Each notice is claimed under a unique
 (endpoint, disablement, recipient) before the sender is called and marked sent after, like
 the customers' e-mails (``fulfilment.notifications``). When every admin's notice is sent,
-the endpoint's ``notified_disablements`` catches up; the webhooks dispatcher schedules again
+the endpoint's ``notified_disablements`` catches up; a beat task schedules again
 any disablement left behind (a message lost with Redis, a sender down for every retry).
 """
 

@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from orderflow.webhooks.delivery import wake_dispatchers
+
 
 @dataclass(frozen=True)
 class EndpointHealth:
@@ -58,12 +60,12 @@ def retry_exhausted(session: Session, endpoint_id: str | None) -> int:
         text(
             """
             UPDATE webhook_deliveries
-            SET status = 'failed', next_attempt_at = now(), dispatched_at = NULL,
-                updated_at = now()
+            SET status = 'failed', next_attempt_at = now(), updated_at = now()
             WHERE status = 'exhausted'
               AND (CAST(:endpoint_id AS text) IS NULL OR endpoint_id = :endpoint_id)
             """
         ),
         {"endpoint_id": endpoint_id},
     )
+    wake_dispatchers(session)
     return int(getattr(result, "rowcount", 0) or 0)

@@ -99,8 +99,10 @@ def test_a_name_rebound_to_loopback_after_the_check_is_refused(
 ) -> None:
     answers[REBINDING] = [PUBLIC, "127.0.0.1"]
     settings = _settings(allow_private=False)
-    with delivery.new_client(settings) as client:
-        outcome = delivery.send(_job(f"https://{REBINDING}:{listener.port}/hook"), settings, client)
+    with delivery.new_transport(settings) as transport:
+        outcome = delivery.send(
+            _job(f"https://{REBINDING}:{listener.port}/hook"), settings, transport
+        )
     assert outcome.status_code is None
     assert outcome.error is not None
     assert outcome.error.startswith("refused:")
@@ -113,8 +115,10 @@ def test_a_name_resolving_to_loopback_at_the_check_is_refused(
 ) -> None:
     answers[REBINDING] = ["127.0.0.1"]
     settings = _settings(allow_private=False)
-    with delivery.new_client(settings) as client:
-        outcome = delivery.send(_job(f"https://{REBINDING}:{listener.port}/hook"), settings, client)
+    with delivery.new_transport(settings) as transport:
+        outcome = delivery.send(
+            _job(f"https://{REBINDING}:{listener.port}/hook"), settings, transport
+        )
     assert outcome.error is not None
     assert outcome.error.startswith("refused:")
     assert listener.accepted == 0
@@ -131,8 +135,8 @@ def test_the_connection_goes_to_the_resolved_address_and_keeps_the_host_name(
         answers[PINNED] = ["127.0.0.1"]
         port = receiver.server.server_address[1]
         settings = _settings(allow_private=True)
-        with delivery.new_client(settings) as client:
-            outcome = delivery.send(_job(f"http://{PINNED}:{port}/hook"), settings, client)
+        with delivery.new_transport(settings) as transport:
+            outcome = delivery.send(_job(f"http://{PINNED}:{port}/hook"), settings, transport)
         assert outcome.status_code == 200, outcome.error
         (arrived,) = receiver.at("/hook")
         assert arrived.headers["host"] == f"{PINNED}:{port}"
@@ -141,11 +145,10 @@ def test_the_connection_goes_to_the_resolved_address_and_keeps_the_host_name(
         receiver.close()
 
 
-def test_the_client_uses_the_pinned_backend() -> None:
+def test_the_transport_uses_the_pinned_backend() -> None:
     """httpx takes no network backend argument: the transport's pool is swapped. If a new
     httpx moves that pool, this fails rather than the guard silently going."""
-    with delivery.new_client(_settings(allow_private=False)) as client:
-        transport = client._transport
+    with delivery.new_transport(_settings(allow_private=False)) as transport:
         assert isinstance(transport, httpx.HTTPTransport)
         backend = transport._pool._network_backend
         assert type(backend).__name__ == "PinnedBackend"

@@ -1,0 +1,235 @@
+"""The dispatcher's statements and loop against the real database, without worker processes:
+what a claim takes (each subject's lowest open sequence, an endpoint's free slots, every
+endpoint's share), that it writes no index entry, that recording a failure does not block
+the transactions writing new deliveries, and a dispatcher in this process delivering to a
+real receiver that verifies every signature."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from orderflow.db import Database
+from orderflow.settings import Settings
+from orderflow.webhooks import delivery, endpoints
+from orderflow.webhooks.dispatcher import Dispatcher
+from tests.receivers import Receiver
+from tests.system import wait_until
+
+DATA = json.dumps({"id": "ord_x", "status": "placed"})
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_endpoint(clean_database: Database, receiver: Receiver) -> Callable[[str], str]:
+    def make(path: str) -> str:
+        with clean_database.unit_of_work() as session:
+            created = endpoints.create_endpoint(
+                session, receiver.url + path, ["*"], None, allow_private=True
+            )
+            session.commit()
+        receiver.secrets.append(created.secret)
+        return created.endpoint.id
+
+    return make
+
+
+@pytest.fixture
+def write_events(clean_database: Database) -> Callable[..., None]:
+    """Events of one subject, sequence 1.., in one transaction: a delivery each for every
+    enabled endpoint, as ``events.recorder`` writes them."""
+    counter = iter(range(1, 1_000_000))
+
+    def write(subject_id: str, count: int = 1) -> None:
+        with clean_database.unit_of_work() as session:
+            for _ in range(count):
+                n = next(counter)
+                session.execute(
+                    text(
+                        """
+                        WITH ev AS (
+                            INSERT INTO events (id, type, subject_type, subject_id, sequence, data)
+                            SELECT :id, 'order.placed', 'order', CAST(:subject AS text),
+                                   coalesce(max(sequence), 0) + 1, CAST(:data AS jsonb)
+                            FROM events WHERE subject_id = CAST(:subject AS text)
+                            RETURNING id, subject_type, subject_id, sequence)
+                        INSERT INTO webhook_deliveries
+                            (endpoint_id, event_id, subject_type, subject_id, sequence)
+                        SELECT e.id, ev.id, ev.subject_type, ev.subject_id, ev.sequence
+                        FROM ev, webhook_endpoints e WHERE e.status = 'enabled'
+                        """
+                    ),
+                    {"id": f"evt_{n}", "subject": subject_id, "data": DATA},
+                )
+            session.commit()
+
+    return write
+
+
+@contextmanager
+def raw_connection(database: Database) -> Iterator[psycopg.Connection[Any]]:
+    raw = database.engine.raw_connection()
+    try:
+        connection: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+        connection.autocommit = True
+        yield connection
+    finally:
+        raw.invalidate()
+
+
+def _claim(
+    database: Database, settings: Settings, limit: int, in_flight: dict[str, int] | None = None
+) -> list[delivery.Job]:
+    with raw_connection(database) as connection, connection.transaction():
+        return delivery.claim_due(connection, settings, limit, in_flight or {})
+
+
+def test_a_claim_takes_only_the_lowest_open_sequence_of_each_subject(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    make_endpoint("/a")
+    write_events("ord_1", 3)
+    write_events("ord_2", 1)
+    claimed = _claim(clean_database, settings, 10)
+    assert sorted(json.loads(job.body)["subject"]["id"] for job in claimed) == ["ord_1", "ord_2"]
+    assert all(json.loads(job.body)["sequence"] == 1 for job in claimed)
+    # Claimed, not yet answered: nothing else of these subjects may go.
+    assert _claim(clean_database, settings, 10) == []
+
+
+def test_a_claim_keeps_to_the_endpoint_s_free_slots_and_leaves_the_rest_to_others(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    busy = make_endpoint("/busy")
+    for n in range(30):
+        write_events(f"ord_{n}")  # a backlog for /busy, older than anything of /late
+    late = make_endpoint("/late")
+    write_events("ord_late")
+    limit = settings.webhook_max_in_flight_per_endpoint  # 2
+    claimed = _claim(clean_database, settings, 100, {busy: limit - 1})
+    by_endpoint = [job.endpoint_id for job in claimed]
+    assert by_endpoint.count(busy) == 1  # one slot was free
+    assert by_endpoint.count(late) == 1  # the other endpoint is not hidden behind the backlog
+    assert _claim(clean_database, settings, 100, {busy: limit, late: limit}) == []
+
+
+def test_a_claim_writes_no_index_entry(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    """A heap-only update: the claim changes no indexed column (fillfactor leaves room)."""
+    make_endpoint("/a")
+    for n in range(5):
+        write_events(f"ord_{n}")
+    roomy = settings.model_copy(update={"webhook_max_in_flight_per_endpoint": 10})
+    with raw_connection(clean_database) as connection, connection.transaction():
+        claimed = delivery.claim_due(connection, roomy, 10, {})
+        row = connection.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'webhook_deliveries'"
+        ).fetchone()
+    assert len(claimed) == 5
+    assert row == (5, 5)
+
+
+def test_recording_a_failure_does_not_hold_up_new_deliveries(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    """A failure locks its endpoint's row to mark it failing; the transactions that write
+    new deliveries for that endpoint (their foreign key locks it too) must not wait for it,
+    or two such transactions locking two endpoints in turn deadlock."""
+    first, second = make_endpoint("/a"), make_endpoint("/b")
+    write_events("ord_1")
+    jobs = _claim(clean_database, settings, 10)
+    assert {job.endpoint_id for job in jobs} == {first, second}
+    failed = [(job, delivery.Outcome(500, "down")) for job in jobs]
+    with clean_database.unit_of_work() as session:
+        recorded = delivery.record_failures(session, failed, settings)
+        assert [done.status for done in recorded] == ["failed", "failed"]
+        # The failures' transaction is still open while an event is written for both.
+        writer = threading.Thread(target=write_events, args=("ord_2",))
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive(), "writing new deliveries waited for the failure's lock"
+        session.commit()
+    with clean_database.unit_of_work() as session:
+        open_ = session.scalar(
+            text("SELECT count(*) FROM webhook_deliveries WHERE subject_id = 'ord_2'")
+        )
+        failing = session.scalar(
+            text("SELECT count(*) FROM webhook_endpoints WHERE failing_since IS NOT NULL")
+        )
+    assert (open_, failing) == (2, 2)
+
+
+def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
+    clean_database: Database,
+    settings: Settings,
+    receiver: Receiver,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    endpoint_id = make_endpoint("/hook")
+    receiver.script("/hook", 500, 200)  # the first attempt fails, its retry succeeds
+    dispatching = settings.model_copy(
+        update={
+            "webhook_allow_private_urls": True,
+            "webhook_retry_schedule": "0.2",
+            "webhook_dispatch_interval_seconds": 0.1,
+        }
+    )
+    dispatcher = Dispatcher(dispatching, threads=4)
+    dispatcher.start()
+    try:
+        write_events("ord_1", 3)
+        write_events("ord_2", 2)
+
+        def delivered() -> int:
+            with clean_database.unit_of_work() as session:
+                return int(
+                    session.scalar(
+                        text("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
+                    )
+                )
+
+        wait_until(lambda: delivered() == 5, 20)
+    finally:
+        dispatcher.stop(wait=5)
+    assert receiver.unverified == []
+    arrivals: dict[str, list[int]] = {}
+    for item in receiver.at("/hook")[1:]:  # after the first, failed attempt
+        arrivals.setdefault(item.body["subject"]["id"], []).append(item.body["sequence"])
+    assert arrivals == {"ord_1": [1, 2, 3], "ord_2": [1, 2]}
+    with clean_database.unit_of_work() as session:
+        attempts = session.execute(
+            text(
+                "SELECT sum(attempts), count(*) FILTER (WHERE claimed_until IS NULL) "
+                "FROM webhook_deliveries WHERE endpoint_id = :id"
+            ),
+            {"id": endpoint_id},
+        ).one()
+    assert tuple(attempts) == (6, 5)  # one retry; no claim left behind
