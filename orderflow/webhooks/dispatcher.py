@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 RECONNECT_SECONDS = 1.0
 
 #: How long a round waits for more attempts to finish while some are in flight.
-GATHER_SECONDS = 0.02
+GATHER_SECONDS = 0.005
 
 #: What the sending threads and the listener put on the loop's queue: an attempt's outcome,
 #: or ``None`` (look for due deliveries).
@@ -88,7 +88,6 @@ class Dispatcher:
             finished.extend(self._wait())
             try:
                 self._round(finished)
-                finished = []
             except Exception:  # the database: keep what finished, record it next round
                 log.exception("webhook dispatcher round failed; retrying")
                 time.sleep(RECONNECT_SECONDS)
@@ -120,35 +119,38 @@ class Dispatcher:
     def _round(self, finished: list[tuple[delivery.Job, delivery.Outcome]]) -> None:
         """Record what finished and claim what there are idle threads for: one transaction
         on the round's own connection (and one more before it for failures, which are rare
-        and may disable an endpoint)."""
+        and may disable an endpoint). What is recorded leaves ``finished``; what a failed
+        round did not record stays in it for the next."""
         failed = [attempt for attempt in finished if not attempt[1].succeeded]
-        succeeded = [attempt for attempt in finished if attempt[1].succeeded]
-        recorded: list[delivery.Recorded] = []
         if failed:
             with self.database.unit_of_work() as session:
                 recorded = delivery.record_failures(session, failed, self.settings)
                 session.commit()
+            finished[:] = [attempt for attempt in finished if attempt[1].succeeded]
+            self._settle(recorded)
         free = 0 if self.stopping.is_set() else self.threads - self.in_flight + len(finished)
         connection = self._connection()
         try:
             with connection.transaction():
-                delivery.record_successes(connection, succeeded)
+                delivery.record_successes(connection, finished)
                 claimed = delivery.claim_due(connection, self.settings, free, self.attempts)
         except Exception:
             self._drop_connection()
             raise
-        self.in_flight -= len(finished)
-        for job, _ in finished:
-            self.attempts[job.endpoint_id] -= 1
-        self.attempts += Counter()  # drops the endpoints with none left
-        for done in recorded:
-            _report(done)
-        for job, outcome in succeeded:
-            _report(delivery.Recorded(job, outcome, "succeeded"))
+        self._settle([delivery.Recorded(job, outcome, "succeeded") for job, outcome in finished])
+        finished.clear()
         for job in claimed:
             self.in_flight += 1
             self.attempts[job.endpoint_id] += 1
             self.senders.submit(self._send, job)
+
+    def _settle(self, recorded: list[delivery.Recorded]) -> None:
+        """Attempts recorded: their slots are free again; counted and logged."""
+        for done in recorded:
+            self.in_flight -= 1
+            self.attempts[done.job.endpoint_id] -= 1
+            _report(done)
+        self.attempts += Counter()  # drops the endpoints with none left
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The rounds' connection (taken from the pool once, kept; autocommit, so each
