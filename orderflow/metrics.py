@@ -418,6 +418,12 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram(
     "Time of one webhook POST, answer or timeout",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+WEBHOOK_DISPATCH_ROUNDS = Counter(
+    "orderflow_webhook_dispatch_rounds_total",
+    "Rounds of the webhook dispatchers (one transaction each: record what finished, claim "
+    "what is due), by whether the round claimed anything",
+    ["claimed"],
+)
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "orderflow_webhook_endpoints_disabled_total",
     "Endpoints disabled by the system (410 Gone, or failing for days)",

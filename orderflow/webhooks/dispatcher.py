@@ -66,6 +66,8 @@ class Dispatcher:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._raw: PoolProxiedConnection | None = None
+        #: Rounds run and deliveries claimed (logged when it stops).
+        self.rounds = self.claims = 0
 
     def start(self) -> None:
         """The loop and the listener, each on a daemon thread of this process."""
@@ -92,6 +94,7 @@ class Dispatcher:
                 log.exception("webhook dispatcher round failed; retrying")
                 time.sleep(RECONNECT_SECONDS)
         self.senders.shutdown()
+        log.info("webhook dispatcher stopped", rounds=self.rounds, claims=self.claims)
         self._drop_connection()
         self.transport.close()
         self.database.dispose()
@@ -117,8 +120,8 @@ class Dispatcher:
             timeout = max(0.0, gather_until - time.monotonic()) if still_flying else 0.0
 
     def _round(self, finished: list[tuple[delivery.Job, delivery.Outcome]]) -> None:
-        """Record what finished and claim what there are idle threads for: one transaction
-        on the round's own connection (and one more before it for failures, which are rare
+        """Record what finished and claim what there are idle threads for: one statement on
+        the round's own connection (and a transaction before it for failures, which are rare
         and may disable an endpoint). What is recorded leaves ``finished``; what a failed
         round did not record stays in it for the next."""
         failed = [attempt for attempt in finished if not attempt[1].succeeded]
@@ -128,17 +131,21 @@ class Dispatcher:
                 session.commit()
             finished[:] = [attempt for attempt in finished if attempt[1].succeeded]
             self._settle(recorded)
+        # The successes' slots count as free already: the statement records them first.
+        busy = self.attempts - Counter(job.endpoint_id for job, _ in finished)
         free = 0 if self.stopping.is_set() else self.threads - self.in_flight + len(finished)
-        connection = self._connection()
         try:
-            with connection.transaction():
-                delivery.record_successes(connection, finished)
-                claimed = delivery.claim_due(connection, self.settings, free, self.attempts)
+            claimed = delivery.record_and_claim(
+                self._connection(), self.settings, finished, free, busy
+            )
         except Exception:
             self._drop_connection()
             raise
         self._settle([delivery.Recorded(job, outcome, "succeeded") for job, outcome in finished])
         finished.clear()
+        self.rounds += 1
+        self.claims += len(claimed)
+        metrics.WEBHOOK_DISPATCH_ROUNDS.labels("yes" if claimed else "no").inc()
         for job in claimed:
             self.in_flight += 1
             self.attempts[job.endpoint_id] += 1
@@ -153,8 +160,8 @@ class Dispatcher:
         self.attempts += Counter()  # drops the endpoints with none left
 
     def _connection(self) -> psycopg.Connection[Any]:
-        """The rounds' connection (taken from the pool once, kept; autocommit, so each
-        round's ``transaction()`` is one BEGIN ... COMMIT)."""
+        """The rounds' connection (taken from the pool once, kept; autocommit: a round's one
+        statement is its own transaction)."""
         if self._raw is None:
             self._raw = self.database.engine.raw_connection()
             connection: psycopg.Connection[Any] = self._raw.driver_connection  # type: ignore[assignment]

@@ -19,6 +19,10 @@ dispatcher claims them from the table in batches (``orderflow.webhooks.dispatche
 - A claim changes no indexed column, so with room on the page (fillfactor 80) PostgreSQL
   writes it as a heap-only tuple, touching no index. (The in-flight count per endpoint is
   therefore each dispatcher's own, not counted from the table.)
+- Autovacuum after every 10,000 dead row versions instead of a fifth of the table: each
+  finished delivery leaves a dead entry in the indexes of open deliveries, and every claim
+  steps over those until a vacuum removes them (measured: a claim's PostgreSQL CPU grew from
+  0.3 to 0.9 ms a delivery over 24,000 deliveries, and fell back to 0.38 after a VACUUM).
 """
 
 from collections.abc import Sequence
@@ -49,8 +53,14 @@ def upgrade() -> None:
         "CREATE INDEX webhook_deliveries_due_by_endpoint ON webhook_deliveries "
         "(endpoint_id, next_attempt_at, id) WHERE status IN ('pending', 'failed')"
     )
-    # Room on each page for a claim's new version next to the old (a heap-only update).
-    op.execute("ALTER TABLE webhook_deliveries SET (fillfactor = 80)")
+    # Room on each page for a claim's new version next to the old (a heap-only update); and
+    # vacuumed after every 10,000 dead versions, not after a fifth of the table (the
+    # default): a finished delivery leaves dead entries in the indexes of open deliveries,
+    # which every claim steps over until a vacuum removes them.
+    op.execute(
+        "ALTER TABLE webhook_deliveries SET (fillfactor = 80, "
+        "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000)"
+    )
     op.execute("DROP INDEX webhook_deliveries_due")
     op.execute("DROP INDEX webhook_deliveries_subject")
     op.execute(
@@ -72,7 +82,10 @@ def downgrade() -> None:
         "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
         "WHERE status IN ('pending', 'failed')"
     )
-    op.execute("ALTER TABLE webhook_deliveries RESET (fillfactor)")
+    op.execute(
+        "ALTER TABLE webhook_deliveries RESET (fillfactor, autovacuum_vacuum_scale_factor, "
+        "autovacuum_vacuum_threshold)"
+    )
     op.execute("DROP INDEX webhook_deliveries_due_by_endpoint")
     op.execute("DROP TRIGGER webhook_deliveries_notify ON webhook_deliveries")
     op.execute("DROP FUNCTION webhook_deliveries_notify()")

@@ -1,6 +1,7 @@
 """The dispatcher's statements and loop against the real database, without worker processes:
-what a claim takes (each subject's lowest open sequence, an endpoint's free slots, every
-endpoint's share), that it writes no index entry, that recording a failure does not block
+what a claim takes (each subject's lowest open sequence, its next once a success is recorded
+in the same statement, an endpoint's free slots, every endpoint's share), that it writes no
+index entry, that recording a failure does not block
 the transactions writing new deliveries, and a dispatcher in this process delivering to a
 real receiver that verifies every signature."""
 
@@ -93,8 +94,8 @@ def raw_connection(database: Database) -> Iterator[psycopg.Connection[Any]]:
 def _claim(
     database: Database, settings: Settings, limit: int, in_flight: dict[str, int] | None = None
 ) -> list[delivery.Job]:
-    with raw_connection(database) as connection, connection.transaction():
-        return delivery.claim_due(connection, settings, limit, in_flight or {})
+    with raw_connection(database) as connection:
+        return delivery.record_and_claim(connection, settings, [], limit, in_flight or {})
 
 
 def test_a_claim_takes_only_the_lowest_open_sequence_of_each_subject(
@@ -111,6 +112,26 @@ def test_a_claim_takes_only_the_lowest_open_sequence_of_each_subject(
     assert all(json.loads(job.body)["sequence"] == 1 for job in claimed)
     # Claimed, not yet answered: nothing else of these subjects may go.
     assert _claim(clean_database, settings, 10) == []
+
+
+def test_a_success_and_the_claim_of_its_subject_s_next_go_in_one_statement(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    make_endpoint("/a")
+    write_events("ord_1", 2)
+    (first,) = _claim(clean_database, settings, 10)
+    with raw_connection(clean_database) as connection:
+        answered = [(first, delivery.Outcome(200, None))]
+        (second,) = delivery.record_and_claim(connection, settings, answered, 10, {})
+    assert [json.loads(job.body)["sequence"] for job in (first, second)] == [1, 2]
+    with clean_database.unit_of_work() as session:
+        statuses = session.execute(
+            text("SELECT status, claimed_until IS NULL FROM webhook_deliveries ORDER BY id")
+        ).all()
+    assert [tuple(row) for row in statuses] == [("succeeded", True), ("pending", False)]
 
 
 def test_a_claim_keeps_to_the_endpoint_s_free_slots_and_leaves_the_rest_to_others(
@@ -144,7 +165,7 @@ def test_a_claim_writes_no_index_entry(
         write_events(f"ord_{n}")
     roomy = settings.model_copy(update={"webhook_max_in_flight_per_endpoint": 10})
     with raw_connection(clean_database) as connection, connection.transaction():
-        claimed = delivery.claim_due(connection, roomy, 10, {})
+        claimed = delivery.record_and_claim(connection, roomy, [], 10, {})
         row = connection.execute(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
             "WHERE relname = 'webhook_deliveries'"
