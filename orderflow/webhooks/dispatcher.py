@@ -9,9 +9,13 @@ idle sending threads; under load a round carries many deliveries.
 
 What wakes a round: a sending thread finishing an attempt, a new delivery committed (the
 ``orderflow_webhooks`` NOTIFY of a trigger on ``webhook_deliveries``, heard by a listening
-thread), a retry asked for (``delivery.wake_dispatchers``), or the poll interval
-(``ORDERFLOW_WEBHOOK_DISPATCH_INTERVAL_SECONDS``: retries whose time came, claims of
-killed workers that expired).
+thread), a retry asked for (``delivery.wake_dispatchers``), or the next sweep's time. A
+round looks at the deliveries due in the last few seconds, or since its endpoint's oldest
+open delivery; every ``ORDERFLOW_WEBHOOK_DISPATCH_INTERVAL_SECONDS`` a sweep looks at every
+due delivery (retries whose time came long ago, claims of killed workers that expired, a
+delivery whose transaction took longer than the window to commit). Why: a finished
+delivery leaves a dead entry in the index a claim walks, until a vacuum; a claim that looks
+back only a few seconds steps over a few seconds' worth, not a vacuum interval's.
 
 Isolation: at most ``threads`` attempts at once, each cut off at the timeout, and at most
 the in-flight limit of them for one endpoint; a hanging receiver holds only its own
@@ -27,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -66,6 +71,10 @@ class Dispatcher:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._raw: PoolProxiedConnection | None = None
+        #: When the next round is a sweep (looks at every due delivery, not only the recent
+        #: ones) and, from the last sweep, each endpoint's oldest open delivery's due time.
+        self.next_sweep = 0.0
+        self.oldest_open: dict[str, datetime] = {}
         #: Rounds run and deliveries claimed (logged when it stops).
         self.rounds = self.claims = 0
 
@@ -100,12 +109,12 @@ class Dispatcher:
         self.database.dispose()
 
     def _wait(self) -> list[tuple[delivery.Job, delivery.Outcome]]:
-        """The attempts finished by the time the first wake comes (or the poll interval
-        passes), every other wake already queued, and, while attempts are still in flight,
+        """The attempts finished by the time the first wake comes (or the next sweep is
+        due), every other wake already queued, and, while attempts are still in flight,
         those that finish within ``GATHER_SECONDS`` more: under load a round then carries
         many outcomes instead of one (a transaction each would cost more than the POSTs)."""
         finished: list[tuple[delivery.Job, delivery.Outcome]] = []
-        timeout: float | None = self.settings.webhook_dispatch_interval_seconds
+        timeout: float | None = max(0.001, self.next_sweep - time.monotonic())
         gather_until = None
         while True:
             try:
@@ -134,10 +143,16 @@ class Dispatcher:
         # The successes' slots count as free already: the statement records them first.
         busy = self.attempts - Counter(job.endpoint_id for job, _ in finished)
         free = 0 if self.stopping.is_set() else self.threads - self.in_flight + len(finished)
+        sweep = time.monotonic() >= self.next_sweep
         try:
+            connection = self._connection()
+            since = None if sweep else self.oldest_open
             claimed = delivery.record_and_claim(
-                self._connection(), self.settings, finished, free, busy
+                connection, self.settings, finished, free, busy, since
             )
+            if sweep:
+                self.oldest_open = delivery.oldest_open(connection)
+                self.next_sweep = time.monotonic() + self.settings.webhook_dispatch_interval_seconds
         except Exception:
             self._drop_connection()
             raise

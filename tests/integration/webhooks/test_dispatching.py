@@ -153,6 +153,40 @@ def test_a_claim_keeps_to_the_endpoint_s_free_slots_and_leaves_the_rest_to_other
     assert _claim(clean_database, settings, 100, {busy: limit, late: limit}) == []
 
 
+def test_between_sweeps_a_claim_looks_back_only_a_few_seconds(
+    clean_database: Database,
+    settings: Settings,
+    make_endpoint: Callable[[str], str],
+    write_events: Callable[..., None],
+) -> None:
+    """A delivery due a minute ago is left to the sweep, unless its endpoint's oldest open
+    delivery (as the last sweep saw it) is that old."""
+    endpoint_id = make_endpoint("/a")
+    write_events("ord_1")
+    with clean_database.unit_of_work() as session:
+        session.execute(
+            text("UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute'")
+        )
+        session.commit()
+    with raw_connection(clean_database) as connection:
+        assert delivery.record_and_claim(connection, settings, [], 10, {}, since={}) == []
+        oldest = delivery.oldest_open(connection)
+        assert list(oldest) == [endpoint_id]
+        (found,) = delivery.record_and_claim(connection, settings, [], 10, {}, since=oldest)
+        assert found.endpoint_id == endpoint_id
+    write_events("ord_2")
+    with clean_database.unit_of_work() as session:
+        session.execute(
+            text(
+                "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 hour' "
+                "WHERE subject_id = 'ord_2'"
+            )
+        )
+        session.commit()
+    (swept,) = _claim(clean_database, settings, 10)  # a sweep: no window
+    assert json.loads(swept.body)["subject"]["id"] == "ord_2"
+
+
 def test_a_claim_writes_no_index_entry(
     clean_database: Database,
     settings: Settings,
