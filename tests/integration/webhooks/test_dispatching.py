@@ -241,6 +241,19 @@ def test_recording_a_failure_does_not_hold_up_new_deliveries(
     assert (open_, failing) == (2, 2)
 
 
+def test_the_rounds_commit_without_waiting_for_the_wal(settings: Settings) -> None:
+    """Losing a round to a PostgreSQL crash costs at most a resend; the rest stays durable."""
+    dispatcher = Dispatcher(settings, threads=1)
+    try:
+        rounds = dispatcher._connection().execute("SHOW synchronous_commit").fetchone()
+        with dispatcher.database.engine.connect() as other:
+            failures = other.exec_driver_sql("SHOW synchronous_commit").scalar()
+    finally:
+        dispatcher._drop_connection()
+        dispatcher.database.dispose()
+    assert (rounds, failures) == (("off",), "on")
+
+
 def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
     clean_database: Database,
     settings: Settings,
