@@ -19,33 +19,12 @@ from sqlalchemy import text
 
 from orderflow.db import Database
 from orderflow.settings import Settings
-from orderflow.webhooks import delivery, endpoints
+from orderflow.webhooks import delivery
 from orderflow.webhooks.dispatcher import Dispatcher
 from tests.receivers import Receiver
 from tests.system import wait_until
 
 DATA = json.dumps({"id": "ord_x", "status": "placed"})
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def make_endpoint(clean_database: Database, receiver: Receiver) -> Callable[[str], str]:
-    def make(path: str) -> str:
-        with clean_database.unit_of_work() as session:
-            created = endpoints.create_endpoint(
-                session, receiver.url + path, ["*"], None, allow_private=True
-            )
-            session.commit()
-        receiver.secrets.append(created.secret)
-        return created.endpoint.id
-
-    return make
 
 
 @pytest.fixture
@@ -101,10 +80,10 @@ def _claim(
 def test_a_claim_takes_only_the_lowest_open_sequence_of_each_subject(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
-    make_endpoint("/a")
+    subscribe("/a", "*")
     write_events("ord_1", 3)
     write_events("ord_2", 1)
     claimed = _claim(clean_database, settings, 10)
@@ -117,10 +96,10 @@ def test_a_claim_takes_only_the_lowest_open_sequence_of_each_subject(
 def test_a_success_and_the_claim_of_its_subject_s_next_go_in_one_statement(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
-    make_endpoint("/a")
+    subscribe("/a", "*")
     write_events("ord_1", 2)
     (first,) = _claim(clean_database, settings, 10)
     with raw_connection(clean_database) as connection:
@@ -137,13 +116,13 @@ def test_a_success_and_the_claim_of_its_subject_s_next_go_in_one_statement(
 def test_a_claim_keeps_to_the_endpoint_s_free_slots_and_leaves_the_rest_to_others(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
-    busy = make_endpoint("/busy")
+    busy = subscribe("/busy", "*")[0]
     for n in range(30):
         write_events(f"ord_{n}")  # a backlog for /busy, older than anything of /late
-    late = make_endpoint("/late")
+    late = subscribe("/late", "*")[0]
     write_events("ord_late")
     limit = settings.webhook_max_in_flight_per_endpoint  # 2
     claimed = _claim(clean_database, settings, 100, {busy: limit - 1})
@@ -156,12 +135,12 @@ def test_a_claim_keeps_to_the_endpoint_s_free_slots_and_leaves_the_rest_to_other
 def test_between_sweeps_a_claim_looks_back_only_a_few_seconds(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
     """A delivery due a minute ago is left to the sweep, unless its endpoint's oldest open
     delivery (as the last sweep saw it) is that old."""
-    endpoint_id = make_endpoint("/a")
+    endpoint_id = subscribe("/a", "*")[0]
     write_events("ord_1")
     with clean_database.unit_of_work() as session:
         session.execute(
@@ -190,11 +169,11 @@ def test_between_sweeps_a_claim_looks_back_only_a_few_seconds(
 def test_a_claim_writes_no_index_entry(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
     """A heap-only update: the claim changes no indexed column (fillfactor leaves room)."""
-    make_endpoint("/a")
+    subscribe("/a", "*")
     for n in range(5):
         write_events(f"ord_{n}")
     roomy = settings.model_copy(update={"webhook_max_in_flight_per_endpoint": 10})
@@ -211,13 +190,13 @@ def test_a_claim_writes_no_index_entry(
 def test_recording_a_failure_does_not_hold_up_new_deliveries(
     clean_database: Database,
     settings: Settings,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
     """A failure locks its endpoint's row to mark it failing; the transactions that write
     new deliveries for that endpoint (their foreign key locks it too) must not wait for it,
     or two such transactions locking two endpoints in turn deadlock."""
-    first, second = make_endpoint("/a"), make_endpoint("/b")
+    first, second = subscribe("/a", "*")[0], subscribe("/b", "*")[0]
     write_events("ord_1")
     jobs = _claim(clean_database, settings, 10)
     assert {job.endpoint_id for job in jobs} == {first, second}
@@ -258,10 +237,10 @@ def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
     clean_database: Database,
     settings: Settings,
     receiver: Receiver,
-    make_endpoint: Callable[[str], str],
+    subscribe: Callable[..., tuple[str, str]],
     write_events: Callable[..., None],
 ) -> None:
-    endpoint_id = make_endpoint("/hook")
+    endpoint_id = subscribe("/hook", "*")[0]
     receiver.script("/hook", 500, 200)  # the first attempt fails, its retry succeeds
     dispatching = settings.model_copy(
         update={

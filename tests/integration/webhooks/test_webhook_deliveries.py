@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -45,28 +45,6 @@ def system(pipelines: Pipelines, clean_database: Database) -> SystemProcesses:
     if "webhooks" not in running.processes:
         running.start_webhook_worker()
     return running
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def subscribe(clean_database: Database, receiver: Receiver) -> Callable[..., tuple[str, str]]:
-    def make(path: str, *types: str) -> tuple[str, str]:
-        with clean_database.unit_of_work() as session:
-            created = endpoints.create_endpoint(
-                session, receiver.url + path, list(types), None, allow_private=True
-            )
-            endpoint_id = created.endpoint.id
-            session.commit()
-        receiver.secrets.append(created.secret)
-        return endpoint_id, created.secret
-
-    return make
 
 
 def _deliveries(database: Database, endpoint_id: str) -> list[dict[str, Any]]:
