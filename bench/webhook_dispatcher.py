@@ -20,24 +20,21 @@ import os
 import time
 from typing import Any
 
-import httpx
 import psutil
 import psycopg
 
 from bench.common import (
     Children,
     bench_database,
-    free_port,
     libpq_url,
     raw_name_argument,
     scratch_dir,
     service_arguments,
     stop_on_sigterm,
     table,
-    uvicorn_args,
-    wait_until,
     write_raw,
 )
+from bench.webhooks import start_receiver
 from orderflow.db import Database, make_engine
 from orderflow.logging import configure_logging
 from orderflow.settings import Settings
@@ -170,16 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scratch_dir("orderflow-bench-dispatcher-") as logs,
         Children(dict(os.environ), logs) as children,
     ):
-        port = free_port()
-        children.start(
-            "receiver",
-            *uvicorn_args("bench.webhook_receiver:create_app", port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        )
-        receiver_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(receiver_url), 30, "the receiver", children)
+        receiver_url = start_receiver(children)
         baseline = _run(args, receiver_url, with_dispatcher=False)
         measured = _run(args, receiver_url, with_dispatcher=True)
     figures = {"orders_a_batch": args.orders, "baseline": baseline, "dispatcher": measured}
@@ -187,13 +175,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(report(figures))
     print(f"raw figures: {write_raw(args.name or 'webhook-dispatcher', figures)}")
     return figures
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/arrivals", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def report(figures: dict[str, Any]) -> str:

@@ -308,16 +308,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     with running_system(args, "webhooks", users=8) as run:
         children = run.children
-        port = free_port()
-        children.start(
-            "receiver",
-            *uvicorn_args("bench.webhook_receiver:create_app", port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        )
-        receiver = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        wait_until(lambda: _answers(receiver), 30, "the receiver", children)
+        receiver = httpx.Client(base_url=start_receiver(children), timeout=30)
         children.start("worker", *worker_args("workers.app", args.concurrency, "bench"))
         children.start("webhooks", *webhook_worker_args(WEBHOOK_THREADS))
         wait_until(_ready(children, "webhooks"), 60, "the webhooks worker", children)
@@ -347,9 +338,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _answers(client: httpx.Client) -> bool:
+def start_receiver(children: Children) -> str:
+    """``bench.webhook_receiver`` as a child of the benchmark, answering; its base URL."""
+    port = free_port()
+    children.start(
+        "receiver",
+        *uvicorn_args("bench.webhook_receiver:create_app", port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), 30, "the receiver", children)
+    return url
+
+
+def _answers(url: str) -> bool:
     with suppress(httpx.HTTPError):
-        return client.get("/arrivals").status_code == 200
+        return httpx.get(f"{url}/arrivals", timeout=1).status_code == 200
     return False
 
 
