@@ -56,6 +56,8 @@ class Job:
     secrets: list[str]
     event_id: str
     body: str
+    #: What the event is about (``order``, ``ord_…``): named in the attempt's log line.
+    subject: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ def _job(row: Any) -> Job:
         secrets=secrets_,
         event_id=row["event_id"],
         body=payload(row),
+        subject=(row["subject_type"], row["subject_id"]),
     )
 
 

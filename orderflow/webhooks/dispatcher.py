@@ -3,9 +3,9 @@ batches, posts them from a pool of sending threads, and records their outcomes i
 
 Why not a Celery task per delivery: a delivery is one small POST, and a broker message, a
 task, a claim and a record for each cost several times the POST (issue 15 measured about
-5 ms of the worker's CPU a delivery that way). Here a round is one transaction that records
-every attempt finished since the last round and claims as many due deliveries as there are
-idle sending threads; under load a round carries many deliveries.
+5 ms of the worker's CPU a delivery that way). Here a round is one statement that records
+every attempt answered 2xx since the last round and claims as many due deliveries as there
+are idle sending threads; under load a round carries many deliveries.
 
 What wakes a round: a sending thread finishing an attempt, a new delivery committed (the
 ``orderflow_webhooks`` NOTIFY of a trigger on ``webhook_deliveries``, heard by a listening
@@ -237,8 +237,10 @@ def _report(done: delivery.Recorded) -> None:
         metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
         log.warning("webhook endpoint disabled", endpoint_id=job.endpoint_id, url=job.url)
     # Every attempt is in the delivery log (the API); the log file names the failures.
+    subject_type, subject_id = job.subject
     (log.debug if outcome.succeeded else log.info)(
         "webhook attempt",
+        **({"order_id": subject_id} if subject_type == "order" else {"subject": subject_id}),
         delivery_id=job.delivery_id,
         event_id=job.event_id,
         endpoint_id=job.endpoint_id,
