@@ -233,15 +233,9 @@ def test_the_rounds_commit_without_waiting_for_the_wal(settings: Settings) -> No
     assert (rounds, failures) == (("off",), "on")
 
 
-def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
-    clean_database: Database,
-    settings: Settings,
-    receiver: Receiver,
-    subscribe: Callable[..., tuple[str, str]],
-    write_events: Callable[..., None],
-) -> None:
-    endpoint_id = subscribe("/hook", "*")[0]
-    receiver.script("/hook", 500, 200)  # the first attempt fails, its retry succeeds
+@pytest.fixture
+def dispatcher(settings: Settings) -> Iterator[Dispatcher]:
+    """A dispatcher in this process, quick to retry and to sweep."""
     dispatching = settings.model_copy(
         update={
             "webhook_allow_private_urls": True,
@@ -249,23 +243,34 @@ def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
             "webhook_dispatch_interval_seconds": 0.1,
         }
     )
-    dispatcher = Dispatcher(dispatching, threads=4)
-    dispatcher.start()
-    try:
-        write_events("ord_1", 3)
-        write_events("ord_2", 2)
+    running = Dispatcher(dispatching, threads=4)
+    running.start()
+    yield running
+    running.stop(wait=5)
 
-        def delivered() -> int:
-            with clean_database.unit_of_work() as session:
-                return int(
-                    session.scalar(
-                        text("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
-                    )
-                )
 
-        wait_until(lambda: delivered() == 5, 20)
-    finally:
-        dispatcher.stop(wait=5)
+def _succeeded(database: Database) -> int:
+    with database.unit_of_work() as session:
+        return int(
+            session.scalar(
+                text("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'")
+            )
+        )
+
+
+def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
+    clean_database: Database,
+    receiver: Receiver,
+    subscribe: Callable[..., tuple[str, str]],
+    write_events: Callable[..., None],
+    dispatcher: Dispatcher,
+) -> None:
+    endpoint_id = subscribe("/hook", "*")[0]
+    receiver.script("/hook", 500, 200)  # the first attempt fails, its retry succeeds
+    write_events("ord_1", 3)
+    write_events("ord_2", 2)
+    wait_until(lambda: _succeeded(clean_database) == 5, 20)
+    dispatcher.stop(wait=5)
     assert receiver.unverified == []
     arrivals: dict[str, list[int]] = {}
     for item in receiver.at("/hook")[1:]:  # after the first, failed attempt
@@ -280,3 +285,43 @@ def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
             {"id": endpoint_id},
         ).one()
     assert tuple(attempts) == (6, 5)  # one retry; no claim left behind
+
+
+def test_a_dispatcher_whose_database_connections_die_goes_on(
+    clean_database: Database,
+    receiver: Receiver,
+    subscribe: Callable[..., tuple[str, str]],
+    write_events: Callable[..., None],
+    dispatcher: Dispatcher,
+) -> None:
+    """PostgreSQL restarting, as the dispatcher sees it: its rounds' and its listener's
+    connections cut while deliveries are in flight. It reconnects by itself; every event
+    arrives, in order per subject."""
+    subscribe("/hook", "*")
+    receiver.script("/hook", 200, delay=0.2)  # some attempts are in flight at the cut
+    write_events("ord_1", 3)
+    wait_until(lambda: len(receiver.at("/hook")) >= 1, 10)
+    assert dispatcher._raw is not None
+    rounds = dispatcher._raw.driver_connection.info.backend_pid
+    with clean_database.unit_of_work() as session:
+        cut = session.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() "
+                "AND (pid = :rounds OR query = 'LISTEN orderflow_webhooks')"
+            ),
+            {"rounds": rounds},
+        )
+    assert cut == 2
+    write_events("ord_2", 2)
+    wait_until(lambda: _succeeded(clean_database) == 5, 30)
+    assert receiver.unverified == []
+    arrivals: dict[str, list[int]] = {}
+    for item in receiver.at("/hook"):
+        arrivals.setdefault(item.body["subject"]["id"], []).append(item.body["sequence"])
+    assert {subject: sorted(set(seen)) for subject, seen in arrivals.items()} == {
+        "ord_1": [1, 2, 3],
+        "ord_2": [1, 2],
+    }
+    for seen in arrivals.values():  # at least once, each subject in order
+        assert seen == sorted(seen)
