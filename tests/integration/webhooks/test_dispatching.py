@@ -21,7 +21,7 @@ from orderflow.db import Database
 from orderflow.settings import Settings
 from orderflow.webhooks import delivery
 from orderflow.webhooks.dispatcher import Dispatcher
-from tests.receivers import Receiver
+from tests.receivers import Received, Receiver
 from tests.system import wait_until
 
 DATA = json.dumps({"id": "ord_x", "status": "placed"})
@@ -258,6 +258,14 @@ def _succeeded(database: Database) -> int:
         )
 
 
+def _sequences_by_subject(arrived: list[Received]) -> dict[str, list[int]]:
+    """The sequence numbers each subject's deliveries arrived with, in arrival order."""
+    by_subject: dict[str, list[int]] = {}
+    for item in arrived:
+        by_subject.setdefault(item.body["subject"]["id"], []).append(item.body["sequence"])
+    return by_subject
+
+
 def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
     clean_database: Database,
     receiver: Receiver,
@@ -272,9 +280,7 @@ def test_a_dispatcher_delivers_signed_events_in_order_and_records_them(
     wait_until(lambda: _succeeded(clean_database) == 5, 20)
     dispatcher.stop(wait=5)
     assert receiver.unverified == []
-    arrivals: dict[str, list[int]] = {}
-    for item in receiver.at("/hook")[1:]:  # after the first, failed attempt
-        arrivals.setdefault(item.body["subject"]["id"], []).append(item.body["sequence"])
+    arrivals = _sequences_by_subject(receiver.at("/hook")[1:])  # after the failed attempt
     assert arrivals == {"ord_1": [1, 2, 3], "ord_2": [1, 2]}
     with clean_database.unit_of_work() as session:
         attempts = session.execute(
@@ -316,9 +322,7 @@ def test_a_dispatcher_whose_database_connections_die_goes_on(
     write_events("ord_2", 2)
     wait_until(lambda: _succeeded(clean_database) == 5, 30)
     assert receiver.unverified == []
-    arrivals: dict[str, list[int]] = {}
-    for item in receiver.at("/hook"):
-        arrivals.setdefault(item.body["subject"]["id"], []).append(item.body["sequence"])
+    arrivals = _sequences_by_subject(receiver.at("/hook"))
     assert {subject: sorted(set(seen)) for subject, seen in arrivals.items()} == {
         "ord_1": [1, 2, 3],
         "ord_2": [1, 2],
