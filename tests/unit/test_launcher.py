@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow.embedded.child import spawn
+from orderflow.embedded.child import AUTOGROUP, spawn
 from orderflow.settings import Settings
 from workers.launcher import Supervisor, _start_system, operator_commands, write_run_env
 
@@ -98,3 +98,18 @@ def test_a_child_started_nicer_runs_at_that_priority_and_so_do_its_own(tmp_path:
     assert child.wait(30) == 0
     expected = min(os.nice(0) + 7, 19)
     assert log.read_text().split() == [str(expected), str(expected)]
+
+
+def test_a_child_started_nicer_also_lowers_its_session_group(tmp_path: Path) -> None:
+    """With the kernel's autogroups, a session's group shares the CPU with the others by its
+    own nice, whatever its processes' nice: the child's group must be niced too."""
+    if not AUTOGROUP.exists() or "nice" not in AUTOGROUP.read_text():
+        pytest.skip("this kernel does not group processes by session (no /proc/self/autogroup)")
+    log = tmp_path / "child.log"
+    script = "from pathlib import Path; print(Path('/proc/self/autogroup').read_text())"
+    child = spawn([sys.executable, "-c", script], log, nice=7)
+    assert child.wait(30) == 0
+    ours = AUTOGROUP.read_text().split()
+    theirs = log.read_text().split()
+    assert theirs[0] != ours[0], "the child should be in a group of its own"
+    assert theirs[-1] == "7"  # a new session's group starts at 0
