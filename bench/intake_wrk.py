@@ -265,8 +265,7 @@ def measure(args: argparse.Namespace, bodies_of: Any) -> dict[str, Any]:
         seeded = seed(settings, users=64)
         bodies = bodies_of(seeded.product_ids)
         env = process_env(settings, BENCH_CUSTOMER_ID=seeded.user_ids[0], **extra_env(args.env))
-        if args.api_processes:
-            env["ORDERFLOW_API_PROCESSES"] = str(args.api_processes)
+        env["ORDERFLOW_API_PROCESSES"] = str(api_processes(args))
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in args.targets}
         print(
             f"intake --wrk: {args.connections} connections, {args.threads} wrk threads,"
@@ -293,11 +292,17 @@ def measure(args: argparse.Namespace, bodies_of: Any) -> dict[str, Any]:
         "duration": args.duration,
         "warmup": args.warmup,
         "rounds": args.rounds,
-        "api_processes": args.api_processes or 1,
+        "api_processes": api_processes(args),
         "env": args.env,
         "orders_stored": stored,
         **results,
     }
+
+
+def api_processes(args: argparse.Namespace) -> int:
+    """The API's (and the bare endpoint's) process count: ``--api-processes``, else what
+    ``make run`` starts (``ORDERFLOW_API_PROCESSES``'s default), so the three compare alike."""
+    return int(args.api_processes or Settings.model_fields["api_processes"].default)
 
 
 def start(
@@ -310,7 +315,7 @@ def start(
 ) -> tuple[Server, int | None]:
     """Start one target; answers it and, for the system, the launcher's pid."""
     port = free_port()
-    processes = args.api_processes or 1
+    processes = api_processes(args)
     if name == "bare":
         pid = children.start(f"bare{number}", *uvicorn_args(BASELINE_APP, port, processes))
         launcher = None
@@ -398,8 +403,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--api-processes",
         type=int,
         default=0,
-        help="uvicorn processes of the API and of bare (ORDERFLOW_API_PROCESSES for the "
-        "system; default: the setting's default for the system, 1 for the others)",
+        help="uvicorn processes of the system's API, the API alone and bare"
+        " (ORDERFLOW_API_PROCESSES; default: the setting's default, as make run starts it)",
     )
     group.add_argument(
         "--settle", type=float, default=3.0, help="seconds for the system to finish starting"

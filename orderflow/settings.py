@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     #: How long the API keeps an idle client connection open (``workers.launcher.api_command``).
     api_keepalive_seconds: int = Field(default=75, ge=1, le=3600)
     #: uvicorn processes of the API under ``make run`` (``--workers`` above 1).
-    api_processes: int = Field(default=1, ge=1, le=64)
+    api_processes: int = Field(default=2, ge=1, le=64)
     #: Scheduling priority (``nice``, 0..19) of everything ``make run`` starts but the API:
     #: on a shared host, accepting orders goes before fulfilling them (issue 20).
     worker_nice: int = Field(default=10, ge=0, le=19)

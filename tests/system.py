@@ -115,7 +115,9 @@ class SystemProcesses:
         )
 
     def start_api(self, port: int, name: str = "api") -> subprocess.Popen[bytes]:
-        command = api_command(get_settings(), "127.0.0.1", port)
+        # One process, whose pid is the server's: a test that kills the API kills it all.
+        one = get_settings().model_copy(update={"api_processes": 1})
+        command = api_command(one, "127.0.0.1", port)
         process = self._start(name, *command, "--log-level", "warning")
         # Generous: importing the app alone took 80 s on a shared machine at load 30.
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 120)
