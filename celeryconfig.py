@@ -12,10 +12,14 @@ from __future__ import annotations
 from kombu import Queue
 
 from orderflow.settings import get_settings
+from workers.redis_broker import TRANSPORT
 
 _settings = get_settings()
 
 broker_url = _settings.redis_url or "redis://127.0.0.1:6379/0"
+if broker_url.startswith("redis://"):
+    #: kombu's Redis transport, keeping one client per pool instead of one per command.
+    broker_transport = TRANSPORT
 result_backend = broker_url
 broker_connection_retry_on_startup = True
 
